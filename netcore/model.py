@@ -1,0 +1,217 @@
+"""Frozen value objects of the engine: networks, sandboxes, endpoints, port bindings.
+
+These are plain data. The registry holds them, the store persists them (`to_dict`/`from_dict`),
+the nft renderer and the DNS view are pure functions of them.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Literal
+
+IPv4Network = ipaddress.IPv4Network
+IPv6Network = ipaddress.IPv6Network
+IPv4Address = ipaddress.IPv4Address
+IPv6Address = ipaddress.IPv6Address
+
+Proto = Literal["tcp", "udp", "sctp"]
+
+DEFAULT_DNS_TTL = 0  # sandboxes move and restart with new addresses: clients must not cache
+
+
+@dataclass(frozen=True, slots=True)
+class Subnet4:
+    """The IPv4 side of a network: subnet, optional allocation range, gateway."""
+
+    subnet: IPv4Network
+    gateway: IPv4Address
+    ip_range: IPv4Network | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Subnet6:
+    """The IPv6 side of a dual-stack network."""
+
+    subnet: IPv6Network
+    gateway: IPv6Address
+    ip_range: IPv6Network | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Network:
+    """A user-defined bridge network (or the default `bridge`)."""
+
+    id: str  # 64 hex
+    name: str
+    bridge: str  # Linux bridge device name, br-<id[:12]> unless given
+    ipv4: Subnet4
+    ipv6: Subnet6 | None = None
+    internal: bool = False
+    icc: bool = True  # traffic between sandboxes of this network
+    masquerade: bool = True
+    mtu: int | None = None
+    dns_ttl: int = DEFAULT_DNS_TTL
+    labels: tuple[tuple[str, str], ...] = ()
+    options: tuple[tuple[str, str], ...] = ()
+    driver: str = "bridge"
+    created: str = ""  # RFC 3339
+
+    @property
+    def short_id(self) -> str:
+        return self.id[:12]
+
+
+@dataclass(frozen=True, slots=True)
+class PortBinding:
+    """Docker's `-p [HOST_IP:]HOST_PORT:PORT[/proto]`."""
+
+    container_port: int
+    host_port: int
+    proto: Proto = "tcp"
+    host_ip: IPv4Address | None = None  # None: every address of the host namespace
+
+
+SandboxMode = Literal["bridge", "none", "host", "container"]
+
+
+@dataclass(frozen=True, slots=True)
+class Sandbox:
+    """A network namespace that endpoints attach to.
+
+    `mode == "container"` shares the namespace of `joined_to` (another sandbox's id): same
+    addresses, and both names resolve. `mode == "host"` is the daemon's own namespace, untouched.
+    """
+
+    id: str  # 64 hex
+    name: str
+    netns_path: str
+    owned: bool  # the daemon created the namespace (and deletes it on remove)
+    hostname: str = ""
+    mode: SandboxMode = "bridge"
+    joined_to: str | None = None
+    dns: tuple[str, ...] = ()  # per-sandbox upstream servers
+    dns_search: tuple[str, ...] | None = None  # None: the host's; ("." ,): none
+    dns_options: tuple[str, ...] | None = None
+    extra_hosts: tuple[tuple[str, str], ...] = ()  # (name, address)
+    ports: tuple[PortBinding, ...] = ()
+    resolv_conf_path: str = ""
+    hosts_path: str = ""
+    created: str = ""
+
+    @property
+    def short_id(self) -> str:
+        return self.id[:12]
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """One sandbox attached to one network: a veth pair, addresses and names on that network."""
+
+    id: str  # 64 hex
+    network_id: str
+    sandbox_id: str
+    ifname: str  # inside the sandbox: eth0, eth1, ...
+    host_ifname: str  # bridge side of the veth
+    mac: str
+    ipv4: IPv4Address
+    ipv6: IPv6Address | None = None
+    aliases: tuple[str, ...] = ()
+    is_gateway: bool = False  # this endpoint's network gives the sandbox its default route
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """Everything the registry knows, at one revision: what DNS and nft read."""
+
+    revision: int = 0
+    networks: tuple[Network, ...] = ()
+    sandboxes: tuple[Sandbox, ...] = ()
+    endpoints: tuple[Endpoint, ...] = field(default=())
+
+
+# --- (de)serialisation for the store: plain JSON types only ---
+
+_ADDRESS_TYPES = (IPv4Address, IPv6Address, IPv4Network, IPv6Network)
+
+
+def to_dict(obj: Any) -> dict[str, Any]:
+    """A JSON-ready dict of a model object (addresses as strings, tuples as lists)."""
+    return _jsonable(asdict(obj))
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, _ADDRESS_TYPES):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def _pairs(value: Any) -> tuple[tuple[str, str], ...]:
+    return tuple((str(k), str(v)) for k, v in value)
+
+
+def _opt(parse: Any, value: Any) -> Any:
+    return None if value is None else parse(value)
+
+
+def network_from_dict(d: dict[str, Any]) -> Network:
+    v4 = d["ipv4"]
+    v6 = d.get("ipv6")
+    return Network(
+        **{k: d[k] for k in ("id", "name", "bridge") },
+        ipv4=Subnet4(
+            IPv4Network(v4["subnet"]),
+            IPv4Address(v4["gateway"]),
+            _opt(IPv4Network, v4.get("ip_range")),
+        ),
+        ipv6=None
+        if v6 is None
+        else Subnet6(
+            IPv6Network(v6["subnet"]),
+            IPv6Address(v6["gateway"]),
+            _opt(IPv6Network, v6.get("ip_range")),
+        ),
+        internal=d.get("internal", False),
+        icc=d.get("icc", True),
+        masquerade=d.get("masquerade", True),
+        mtu=d.get("mtu"),
+        dns_ttl=d.get("dns_ttl", DEFAULT_DNS_TTL),
+        labels=_pairs(d.get("labels", ())),
+        options=_pairs(d.get("options", ())),
+        driver=d.get("driver", "bridge"),
+        created=d.get("created", ""),
+    )
+
+
+def port_from_dict(d: dict[str, Any]) -> PortBinding:
+    return PortBinding(
+        container_port=int(d["container_port"]),
+        host_port=int(d["host_port"]),
+        proto=d.get("proto", "tcp"),
+        host_ip=_opt(IPv4Address, d.get("host_ip")),
+    )
+
+
+def sandbox_from_dict(d: dict[str, Any]) -> Sandbox:
+    known = {f.name for f in fields(Sandbox)}
+    kw = {k: v for k, v in d.items() if k in known}
+    for key in ("dns",):
+        kw[key] = tuple(kw.get(key, ()))
+    for key in ("dns_search", "dns_options"):
+        kw[key] = _opt(tuple, kw.get(key))
+    kw["extra_hosts"] = _pairs(kw.get("extra_hosts", ()))
+    kw["ports"] = tuple(port_from_dict(p) for p in kw.get("ports", ()))
+    return Sandbox(**kw)
+
+
+def endpoint_from_dict(d: dict[str, Any]) -> Endpoint:
+    known = {f.name for f in fields(Endpoint)}
+    kw = {k: v for k, v in d.items() if k in known}
+    kw["ipv4"] = IPv4Address(kw["ipv4"])
+    kw["ipv6"] = _opt(IPv6Address, kw.get("ipv6"))
+    kw["aliases"] = tuple(kw.get("aliases", ()))
+    return Endpoint(**kw)
