@@ -1,0 +1,1 @@
+"""Embedded DNS and service discovery for user-defined container networks (127.0.0.11)."""

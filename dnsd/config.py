@@ -1,0 +1,32 @@
+"""The daemon's configuration: merged once at the edge (command line), then frozen."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+DEFAULT_STATE_DIR = "/var/lib/dnsd"
+DEFAULT_API_SOCKET = "/run/dnsd/dnsd.sock"
+FORWARD_DEADLINE_S = 5.0  # a client always gets an answer (SERVFAIL at worst) within this
+MAX_INFLIGHT_FORWARDS = 1024  # per sandbox; REFUSED past it (moby's limit)
+
+
+@dataclass(frozen=True, slots=True)
+class DaemonConfig:
+    state_dir: str = DEFAULT_STATE_DIR
+    api_socket: str = DEFAULT_API_SOCKET
+    api_tcp: str | None = None  # HOST:PORT; requires api_token
+    api_token: str | None = None
+    upstreams: tuple[str, ...] = ()  # empty: the host's resolv.conf
+    host_resolv_conf: str = "/etc/resolv.conf"
+    log_level: str = "info"
+    default_network: bool = True
+    etc_netns_dir: str = "/etc/netns"
+    forward_deadline_s: float = FORWARD_DEADLINE_S
+    max_inflight: int = MAX_INFLIGHT_FORWARDS
+    forward_rate: float | None = None  # forwarded queries/s per sandbox; None: unlimited
+    reconcile_interval_s: float = 10.0
+
+    @property
+    def store_url(self) -> str:
+        return "sqlite://" + os.path.join(os.path.abspath(self.state_dir), "state.db")

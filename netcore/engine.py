@@ -1,0 +1,478 @@
+"""The engine: networks, sandboxes and endpoints, kept in step with the kernel.
+
+Every kernel change is bracketed by the registry: an *intent* is committed first (write-ahead),
+then the kernel is changed, then the result is committed and the intent dropped. A crash between
+the two leaves an intent that `reconcile` rolls back (creates) or completes (removals), so what
+the API reported is what exists, and nothing unreported is half there. A failed step undoes what
+it did before the error is raised.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+
+from .errors import (
+    Conflict,
+    InvalidArgument,
+    NameInUse,
+    NetcoreError,
+    NetworkInUse,
+    NotFound,
+    VanishedNamespace,
+)
+from .ipam.allocator import SubnetAllocator
+from .ipam.mac import mac_from_ipv4, validate_mac
+from .ipam.pools import check_overlap, resolve_ipv4, resolve_ipv6
+from .kernel.base import AttachSpec, Kernel
+from .kernel.netns import named_path
+from .model import Endpoint, Network, Sandbox, to_dict
+from .names import new_id, validate_ifname
+from .nft.ruleset import PublishedPort, render_host_ruleset
+from .registry import Registry, delete, put
+from .requests import ConnectRequest, NetworkRequest, SandboxRequest
+from .store.base import Delete, Put
+
+log = logging.getLogger(__name__)
+
+DEFAULT_NETWORK = "bridge"
+DEFAULT_BRIDGE_DEVICE = "dnsd0"
+PREDEFINED = ("bridge", "host", "none")  # names Docker reserves
+
+
+@dataclass(frozen=True, slots=True)
+class EngineConfig:
+    state_dir: str = "/var/lib/dnsd"
+    etc_netns_dir: str = "/etc/netns"  # where `ip netns exec` finds per-namespace files
+    default_network: bool = True
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+class Engine:
+    """Thread-safe: every operation runs under one lock (callers may use worker threads)."""
+
+    def __init__(self, registry: Registry, kernel: Kernel, config: EngineConfig) -> None:
+        self.registry = registry
+        self.kernel = kernel
+        self.config = config
+        self._lock = threading.RLock()
+        self._applied_ruleset: str | None = None
+        self.repairs: list[str] = []  # what reconcile found and fixed, newest last
+
+    # --- lifecycle ---
+
+    def start(self) -> None:
+        """Bring the kernel in line with the registry (after a restart or a crash)."""
+        with self._lock:
+            self.kernel.enable_forwarding()
+            self.reconcile()
+            if self.config.default_network and not any(
+                n.name == DEFAULT_NETWORK for n in self.registry.networks.values()
+            ):
+                self.create_network(
+                    NetworkRequest.build(DEFAULT_NETWORK, bridge=DEFAULT_BRIDGE_DEVICE)
+                )
+
+    # --- networks ---
+
+    def create_network(self, req: NetworkRequest) -> Network:
+        with self._lock:
+            if req.name in ("host", "none") or any(
+                n.name == req.name for n in self.registry.networks.values()
+            ):
+                raise NameInUse(f"network with name {req.name} already exists")
+            taken = {n.name: n.ipv4.subnet for n in self.registry.networks.values()}
+            if req.subnet is not None:
+                net4 = resolve_ipv4(req.subnet, req.ip_range, req.gateway, in_use=())
+                check_overlap(net4.subnet, taken)
+            else:
+                in_use = [*taken.values(), *self._host_prefixes()]
+                net4 = resolve_ipv4(None, req.ip_range, req.gateway, in_use=in_use)
+            net6 = None
+            if req.ipv6 or req.subnet6:
+                if not req.subnet6:
+                    raise InvalidArgument(
+                        "an IPv6 network needs an explicit subnet (e.g. fd00:1::/64)",
+                        field="Subnet",
+                    )
+                taken6 = {
+                    n.name: n.ipv6.subnet for n in self.registry.networks.values() if n.ipv6
+                }
+                net6 = resolve_ipv6(req.subnet6, req.ip_range6, req.gateway6, in_use=())
+                check_overlap(net6.subnet, taken6)
+            net_id = new_id()
+            bridge = req.bridge or f"br-{net_id[:12]}"
+            validate_ifname(bridge, "bridge name")
+            if any(n.bridge == bridge for n in self.registry.networks.values()):
+                raise NameInUse(f"bridge {bridge} is used by another network: choose another")
+            network = Network(
+                id=net_id,
+                name=req.name,
+                bridge=bridge,
+                ipv4=net4,
+                ipv6=net6,
+                internal=req.internal,
+                icc=req.icc,
+                masquerade=req.masquerade,
+                mtu=req.mtu,
+                dns_ttl=req.dns_ttl if req.dns_ttl is not None else 0,
+                labels=req.labels,
+                options=req.options,
+                created=_now(),
+            )
+            self._with_intent(
+                {"op": "create_network", "network": to_dict(network)},
+                do=lambda: (self.kernel.ensure_bridge(network), self._apply_firewall(extra=network)),
+                undo=lambda: (self.kernel.delete_link(network.bridge), self._apply_firewall()),
+                done=[put(network)],
+            )
+            log.info("network created: %s %s %s", network.name, network.ipv4.subnet, bridge)
+            return network
+
+    def remove_network(self, ref: str) -> None:
+        with self._lock:
+            network = self.registry.find_network(ref)
+            users = self.registry.endpoints_on(network.id)
+            if users:
+                names = sorted(self.registry.sandboxes[e.sandbox_id].name for e in users)
+                raise NetworkInUse(
+                    f"network {network.name} has active endpoints ({', '.join(names)}): "
+                    "disconnect them first"
+                )
+            self._removal(
+                {"op": "remove_network", "network": to_dict(network)},
+                [delete(network)],
+                lambda: self._finish_network_removal(network),
+            )
+
+    def _finish_network_removal(self, network: Network) -> None:
+        self.kernel.delete_link(network.bridge)
+        self._apply_firewall()
+        log.info("network removed: %s", network.name)
+
+    def prune_networks(self) -> list[str]:
+        """Remove every unused user-defined network; return their names."""
+        with self._lock:
+            unused = [
+                n
+                for n in self.registry.networks.values()
+                if n.name != DEFAULT_NETWORK and not self.registry.endpoints_on(n.id)
+            ]
+            for network in unused:
+                self.remove_network(network.id)
+            return sorted(n.name for n in unused)
+
+    # --- sandboxes ---
+
+    def create_sandbox(self, req: SandboxRequest) -> Sandbox:
+        with self._lock:
+            if any(s.name == req.name for s in self.registry.sandboxes.values()):
+                raise NameInUse(f"sandbox name {req.name} is already in use")
+            sandbox_id = new_id()
+            mode, joined_to, netns_path, owned = self._sandbox_namespace(req)
+            if owned and os.path.exists(named_path(req.name)):
+                raise Conflict(
+                    f"namespace {named_path(req.name)} already exists: pass it as NetNS to "
+                    "adopt it, or choose another name"
+                )
+            if owned:
+                files = os.path.join(self.config.etc_netns_dir, req.name)
+            else:
+                files = os.path.join(self.config.state_dir, "sandboxes", sandbox_id)
+            sandbox = Sandbox(
+                id=sandbox_id,
+                name=req.name,
+                netns_path=netns_path,
+                owned=owned,
+                hostname=req.hostname,
+                mode=mode,
+                joined_to=joined_to,
+                dns=req.dns,
+                dns_search=req.dns_search,
+                dns_options=req.dns_options,
+                extra_hosts=req.extra_hosts,
+                ports=req.ports,
+                resolv_conf_path="" if mode == "host" else os.path.join(files, "resolv.conf"),
+                hosts_path="" if mode == "host" else os.path.join(files, "hosts"),
+                created=_now(),
+            )
+            self._with_intent(
+                {"op": "create_sandbox", "sandbox": to_dict(sandbox)},
+                do=lambda: self.kernel.create_netns(req.name) if owned else None,
+                undo=lambda: self.kernel.delete_netns(req.name) if owned else None,
+                done=[put(sandbox)],
+            )
+            log.info("sandbox created: %s (%s) %s", sandbox.name, mode, netns_path)
+            if mode == "bridge" and req.network_mode:
+                try:
+                    self.connect(req.network_mode, sandbox.id, req.connect)
+                except BaseException:
+                    self.remove_sandbox(sandbox.id)
+                    raise
+            return self.registry.sandboxes[sandbox.id]
+
+    def _sandbox_namespace(self, req: SandboxRequest) -> tuple[str, str | None, str, bool]:
+        """(mode, joined_to, netns path, owned) for a request."""
+        mode_s = req.network_mode
+        if mode_s == "host":
+            return "host", None, "/proc/self/ns/net", False
+        if mode_s.startswith("container:"):
+            target = self.registry.find_sandbox(mode_s.partition(":")[2])
+            if target.mode == "container":
+                target = self.registry.sandboxes[target.joined_to or ""]
+            return "container", target.id, target.netns_path, False
+        mode = "none" if mode_s == "none" else "bridge"
+        if req.netns is not None:
+            if not self.kernel.netns_exists(req.netns):
+                raise VanishedNamespace(
+                    f"{req.netns} is not a network namespace: give /run/netns/NAME or "
+                    "/proc/PID/ns/net of a running process"
+                )
+            return mode, None, req.netns, False
+        return mode, None, named_path(req.name), True
+
+    def remove_sandbox(self, ref: str) -> None:
+        with self._lock:
+            sandbox = self.registry.find_sandbox(ref)
+            joiners = self.registry.joiners_of(sandbox.id)
+            if joiners:
+                raise Conflict(
+                    f"sandbox {sandbox.name} is shared by {', '.join(s.name for s in joiners)}: "
+                    "remove those first"
+                )
+            for endpoint in self.registry.endpoints_of(sandbox.id):
+                self.disconnect(endpoint.network_id, sandbox.id, force=True)
+            self._removal(
+                {"op": "remove_sandbox", "sandbox": to_dict(sandbox)},
+                [delete(sandbox)],
+                lambda: self._finish_sandbox_removal(sandbox),
+            )
+
+    def _finish_sandbox_removal(self, sandbox: Sandbox) -> None:
+        if sandbox.owned:
+            self.kernel.delete_netns(sandbox.name)
+        if sandbox.resolv_conf_path:
+            shutil.rmtree(os.path.dirname(sandbox.resolv_conf_path), ignore_errors=True)
+        log.info("sandbox removed: %s", sandbox.name)
+
+    # --- endpoints ---
+
+    def connect(self, network_ref: str, sandbox_ref: str, req: ConnectRequest) -> Endpoint:
+        with self._lock:
+            network = self.registry.find_network(network_ref)
+            sandbox = self.registry.find_sandbox(sandbox_ref)
+            if sandbox.mode != "bridge":
+                raise Conflict(
+                    f"sandbox {sandbox.name} is in {sandbox.mode} mode: it cannot be connected "
+                    "to networks"
+                )
+            if self.registry.endpoint(network.id, sandbox.id) is not None:
+                raise Conflict(f"sandbox {sandbox.name} is already connected to {network.name}")
+            if not self.kernel.netns_exists(sandbox.netns_path):
+                raise VanishedNamespace(
+                    f"namespace {sandbox.netns_path} of sandbox {sandbox.name} is gone: "
+                    "remove the sandbox"
+                )
+            endpoint = self._new_endpoint(network, sandbox, req)
+            spec = AttachSpec(endpoint, network, sandbox.netns_path, endpoint.is_gateway)
+            self._with_intent(
+                {"op": "connect", "endpoint": to_dict(endpoint)},
+                do=lambda: (self.kernel.attach(spec), self._apply_firewall(extra=endpoint)),
+                undo=lambda: (self.kernel.delete_link(endpoint.host_ifname),
+                              self._apply_firewall()),
+                done=[put(endpoint), *self._cursor_ops(network.id, endpoint)],
+            )
+            log.info("connected: %s to %s as %s", sandbox.name, network.name, endpoint.ipv4)
+            return endpoint
+
+    def _new_endpoint(self, network: Network, sandbox: Sandbox, req: ConnectRequest) -> Endpoint:
+        mine = self.registry.endpoints_of(sandbox.id)
+        used_if = {e.ifname for e in mine}
+        ifname = next(f"eth{i}" for i in range(len(used_if) + 1) if f"eth{i}" not in used_if)
+        ipv4 = self._allocator(network, 4).allocate(req.ipv4 and _ip(req.ipv4))
+        ipv6 = None
+        if network.ipv6 is not None:
+            ipv6 = self._allocator(network, 6).allocate(req.ipv6 and _ip(req.ipv6))
+        elif req.ipv6:
+            raise InvalidArgument(
+                f"network {network.name} has no IPv6 subnet", field="IPv6Address"
+            )
+        endpoint_id = new_id()
+        gateway = not network.internal and not any(e.is_gateway for e in mine)
+        return Endpoint(
+            id=endpoint_id,
+            network_id=network.id,
+            sandbox_id=sandbox.id,
+            ifname=ifname,
+            host_ifname=f"veth{endpoint_id[:11]}",
+            mac=validate_mac(req.mac) if req.mac else mac_from_ipv4(ipv4),
+            ipv4=ipv4,  # type: ignore[arg-type]
+            ipv6=ipv6,  # type: ignore[arg-type]
+            aliases=tuple(dict.fromkeys(req.aliases)),
+            is_gateway=gateway,
+        )
+
+    def _allocator(self, network: Network, version: int) -> SubnetAllocator:
+        """The allocator of a network, rebuilt from committed and in-flight endpoints."""
+        pending = [
+            i["endpoint"] for i in self.registry.intents.values() if i.get("op") == "connect"
+        ]
+        if version == 4:
+            side = network.ipv4
+            used = [e.ipv4 for e in self.registry.endpoints_on(network.id)]
+            used += [_ip(p["ipv4"]) for p in pending if p["network_id"] == network.id]
+        else:
+            assert network.ipv6 is not None
+            side = network.ipv6  # type: ignore[assignment]
+            used = [e.ipv6 for e in self.registry.endpoints_on(network.id) if e.ipv6]
+            used += [
+                _ip(p["ipv6"]) for p in pending if p["network_id"] == network.id and p["ipv6"]
+            ]
+        cursor = self.registry.meta.get(f"cursor{version}:{network.id}", {}).get("value")
+        return SubnetAllocator(
+            side.subnet, side.gateway, side.ip_range, allocated=used,
+            cursor=_ip(cursor) if cursor else None,
+        )
+
+    def _cursor_ops(self, network_id: str, endpoint: Endpoint) -> list[Put]:
+        # Serial allocation continues after the last address handed out, across restarts.
+        ops = [Put("meta", f"cursor4:{network_id}", {"value": str(endpoint.ipv4)})]
+        if endpoint.ipv6 is not None:
+            ops.append(Put("meta", f"cursor6:{network_id}", {"value": str(endpoint.ipv6)}))
+        return ops
+
+    def disconnect(self, network_ref: str, sandbox_ref: str, *, force: bool = False) -> None:
+        with self._lock:
+            network = self.registry.find_network(network_ref)
+            sandbox = self.registry.find_sandbox(sandbox_ref)
+            endpoint = self.registry.endpoint(network.id, sandbox.id)
+            if endpoint is None:
+                raise NotFound(f"sandbox {sandbox.name} is not connected to network {network.name}")
+            successor = self._gateway_successor(sandbox, endpoint)
+            ops: list[Put | Delete] = [delete(endpoint)]
+            if successor is not None:
+                ops.append(put(successor))
+            self._removal(
+                {"op": "disconnect", "endpoint": to_dict(endpoint)},
+                ops,
+                lambda: self._finish_disconnect(sandbox, endpoint, successor),
+            )
+
+    def _gateway_successor(self, sandbox: Sandbox, leaving: Endpoint) -> Endpoint | None:
+        """The endpoint that takes over the default route when the gateway endpoint leaves."""
+        if not leaving.is_gateway:
+            return None
+        for other in self.registry.endpoints_of(sandbox.id):
+            if other.id != leaving.id and not self.registry.networks[other.network_id].internal:
+                return replace(other, is_gateway=True)
+        return None
+
+    def _finish_disconnect(
+        self, sandbox: Sandbox, endpoint: Endpoint, successor: Endpoint | None
+    ) -> None:
+        self.kernel.delete_link(endpoint.host_ifname)
+        alive = self.kernel.netns_exists(sandbox.netns_path)
+        if alive and endpoint.is_gateway:
+            try:
+                if successor is not None:
+                    net = self.registry.networks[successor.network_id]
+                    self.kernel.set_default_route(
+                        sandbox.netns_path,
+                        str(net.ipv4.gateway),
+                        str(net.ipv6.gateway) if net.ipv6 and successor.ipv6 else None,
+                    )
+                else:
+                    self.kernel.set_default_route(sandbox.netns_path, None, None)
+            except NetcoreError as exc:
+                log.warning("fix routes of %s after disconnect: %s", sandbox.name, exc)
+        self._apply_firewall()
+        log.info("disconnected: %s from %s", sandbox.name, endpoint.network_id[:12])
+
+    # --- firewall ---
+
+    def _apply_firewall(self, extra: Network | Endpoint | None = None) -> None:
+        """Render the whole ruleset from the registry (plus an object being added) and apply
+        it when it changed."""
+        networks = dict(self.registry.networks)
+        endpoints = list(self.registry.endpoints.values())
+        if isinstance(extra, Network):
+            networks[extra.id] = extra
+        elif isinstance(extra, Endpoint):
+            endpoints.append(extra)
+        published = []
+        for ep in endpoints:
+            sandbox = self.registry.sandboxes.get(ep.sandbox_id)
+            net = networks.get(ep.network_id)
+            if sandbox is None or net is None or not ep.is_gateway or net.internal:
+                continue
+            published += [PublishedPort(net, ep.ipv4, b) for b in sandbox.ports]
+        script = render_host_ruleset(sorted(networks.values(), key=lambda n: n.name), published)
+        if script != self._applied_ruleset:
+            self.kernel.apply_nft(script)
+            self._applied_ruleset = script
+
+    # --- write-ahead bracket ---
+
+    def _with_intent(
+        self,
+        intent: dict,
+        *,
+        do: Callable[[], object],
+        undo: Callable[[], object],
+        done: list[Put | Delete],
+    ) -> None:
+        intent_id = new_id()
+        self.registry.commit([Put("intent", intent_id, intent)], notify=False)
+        try:
+            do()
+        except BaseException:
+            try:
+                undo()
+            finally:
+                self.registry.commit([Delete("intent", intent_id)], notify=False)
+            raise
+        self.registry.commit([*done, Delete("intent", intent_id)])
+
+    def _removal(
+        self, intent: dict, ops: list[Put | Delete], finish: Callable[[], object]
+    ) -> None:
+        """Remove from the registry (reported at once), then from the kernel. The intent stays
+        until the kernel work is done, so a crash in between is completed by reconcile."""
+        intent_id = new_id()
+        self.registry.commit([*ops, Put("intent", intent_id, intent)])
+        finish()
+        self.registry.commit([Delete("intent", intent_id)], notify=False)
+
+    # --- reconcile ---
+
+    def reconcile(self) -> list[str]:
+        """Roll back or complete interrupted changes, then make the kernel match the registry.
+
+        Returns what was repaired (also kept in `self.repairs` and logged).
+        """
+        from .reconcile import reconcile
+
+        with self._lock:
+            self._applied_ruleset = None  # a hand-flushed ruleset is re-applied
+            repaired = reconcile(self)
+            self.repairs.extend(repaired)
+            for line in repaired:
+                log.warning("reconcile: %s", line)
+            return repaired
+
+    def _host_prefixes(self) -> list:
+        return list(self.kernel.host_links().prefixes)
+
+
+def _ip(value: str):  # noqa: ANN202 - ipaddress' own union
+    import ipaddress
+
+    return ipaddress.ip_address(value)

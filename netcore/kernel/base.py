@@ -1,0 +1,68 @@
+"""The role the engine needs from the kernel, in plain data."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from ..model import Endpoint, Network
+
+
+@dataclass(frozen=True, slots=True)
+class AttachSpec:
+    """Everything needed to plug one endpoint into one sandbox namespace."""
+
+    endpoint: Endpoint
+    network: Network
+    netns_path: str
+    default_route: bool  # this network gives the sandbox its default route
+
+
+@dataclass(frozen=True, slots=True)
+class HostLinks:
+    """What exists in the daemon's namespace, for reconcile and pool picking."""
+
+    names: frozenset[str]
+    prefixes: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
+
+
+class Kernel(Protocol):
+    def ensure_bridge(self, network: Network) -> None:
+        """Create the bridge if missing; (re)apply MTU, gateway addresses, up."""
+        ...
+
+    def delete_link(self, name: str) -> None:
+        """Delete a link of the daemon's namespace; a missing one is not an error."""
+        ...
+
+    def create_netns(self, name: str) -> str: ...
+
+    def delete_netns(self, name: str) -> None: ...
+
+    def netns_exists(self, path: str) -> bool: ...
+
+    def attach(self, spec: AttachSpec) -> None:
+        """veth pair, host end on the bridge, sandbox end configured; rolls back on failure."""
+        ...
+
+    def set_default_route(
+        self, netns_path: str, gateway4: str | None, gateway6: str | None
+    ) -> None:
+        """Replace (or with None remove) the sandbox's default routes."""
+        ...
+
+    def sandbox_links(self, netns_path: str) -> frozenset[str]: ...
+
+    def delete_sandbox_link(self, netns_path: str, ifname: str) -> None: ...
+
+    def host_links(self) -> HostLinks: ...
+
+    def apply_nft(self, script: str, netns_path: str | None = None) -> None: ...
+
+    def enable_forwarding(self) -> None: ...
+
+
+def bridge_prefixes(networks: Sequence[Network]) -> list[ipaddress.IPv4Network]:
+    return [n.ipv4.subnet for n in networks]

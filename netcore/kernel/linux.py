@@ -1,0 +1,266 @@
+"""`Kernel` on real Linux: pyroute2 netlink for links/addresses/routes, iproute2 for netns.
+
+Never touches sysfs: when the daemon runs in a namespace entered with `nsenter --net` only,
+/sys still shows the original namespace's devices. /proc/sys/net follows the reader's
+namespace, so sysctls are written there.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+import socket
+import struct
+import subprocess
+import threading
+from typing import Any
+
+from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError as PyrouteNetlinkError
+
+from ..errors import NetlinkError, VanishedNamespace
+from ..model import Network
+from . import netns
+from .base import AttachSpec, HostLinks
+
+log = logging.getLogger(__name__)
+
+_IFA_F_NODAD = 0x02  # an IPv6 address usable at once: the subnet is ours, no duplicate possible
+
+
+class LinuxKernel:
+    def __init__(self) -> None:
+        self._ipr: IPRoute | None = None
+        self._lock = threading.Lock()
+
+    def _host(self) -> IPRoute:
+        if self._ipr is None:
+            self._ipr = IPRoute()
+        return self._ipr
+
+    def close(self) -> None:
+        if self._ipr is not None:
+            self._ipr.close()
+            self._ipr = None
+
+    # --- bridges ---
+
+    def ensure_bridge(self, network: Network) -> None:
+        ipr = self._host()
+        try:
+            idx = _lookup(ipr, network.bridge)
+            if idx is None:
+                ipr.link("add", ifname=network.bridge, kind="bridge")
+                idx = _lookup(ipr, network.bridge)
+            if network.mtu:
+                ipr.link("set", index=idx, mtu=network.mtu)
+            have = {
+                (a.get("address"), a["prefixlen"]) for a in ipr.get_addr(index=idx)
+            }
+            v4 = network.ipv4
+            if (str(v4.gateway), v4.subnet.prefixlen) not in have:
+                ipr.addr(
+                    "add", index=idx, address=str(v4.gateway), prefixlen=v4.subnet.prefixlen
+                )
+            if network.ipv6 is not None:
+                v6 = network.ipv6
+                if (str(v6.gateway), v6.subnet.prefixlen) not in have:
+                    ipr.addr(
+                        "add",
+                        index=idx,
+                        address=str(v6.gateway),
+                        prefixlen=v6.subnet.prefixlen,
+                        flags=_IFA_F_NODAD,
+                    )
+            ipr.link("set", index=idx, state="up")
+        except PyrouteNetlinkError as exc:
+            raise NetlinkError(f"set up bridge {network.bridge}: {exc}") from exc
+        # Published ports reached through 127.0.0.1 are DNATed out of this bridge.
+        _sysctl(f"net/ipv4/conf/{network.bridge}/route_localnet", "1")
+
+    def delete_link(self, name: str) -> None:
+        ipr = self._host()
+        idx = _lookup(ipr, name)
+        if idx is None:
+            return
+        try:
+            ipr.link("del", index=idx)
+        except PyrouteNetlinkError as exc:
+            if exc.code != 19:  # ENODEV: already gone
+                raise NetlinkError(f"delete link {name}: {exc}") from exc
+
+    def enable_forwarding(self) -> None:
+        _sysctl("net/ipv4/ip_forward", "1")
+        _sysctl("net/ipv6/conf/all/forwarding", "1", optional=True)
+
+    # --- namespaces ---
+
+    def create_netns(self, name: str) -> str:
+        return netns.create(name)
+
+    def delete_netns(self, name: str) -> None:
+        netns.delete(name)
+
+    def netns_exists(self, path: str) -> bool:
+        return netns.exists(path)
+
+    # --- endpoints ---
+
+    def attach(self, spec: AttachSpec) -> None:
+        ep, net = spec.endpoint, spec.network
+        if not netns.exists(spec.netns_path):
+            raise VanishedNamespace(f"sandbox namespace {spec.netns_path} is gone")
+        ipr = self._host()
+        peer = "tmp" + ep.id[:12]  # 15 chars, unique; renamed inside the sandbox
+        bridge = _lookup(ipr, net.bridge)
+        if bridge is None:
+            raise NetlinkError(f"bridge {net.bridge} of network {net.name} is missing")
+        fd = os.open(spec.netns_path, os.O_RDONLY)
+        try:
+            ipr.link(
+                "add",
+                ifname=ep.host_ifname,
+                kind="veth",
+                peer={"ifname": peer, "net_ns_fd": fd},
+            )
+        except PyrouteNetlinkError as exc:
+            raise NetlinkError(f"create veth {ep.host_ifname}: {exc}") from exc
+        finally:
+            os.close(fd)
+        try:
+            host = _lookup(ipr, ep.host_ifname)
+            mtu = {"mtu": net.mtu} if net.mtu else {}
+            ipr.link("set", index=host, master=bridge, state="up", **mtu)
+            _hairpin(ep.host_ifname)
+            self._configure_sandbox_end(spec, peer)
+        except BaseException:
+            self.delete_link(ep.host_ifname)  # deleting one end removes the pair
+            raise
+
+    def _configure_sandbox_end(self, spec: AttachSpec, peer: str) -> None:
+        ep, net = spec.endpoint, spec.network
+        with IPRoute(netns=spec.netns_path) as ipr:
+            try:
+                idx = _lookup(ipr, peer)
+                mtu = {"mtu": net.mtu} if net.mtu else {}
+                ipr.link("set", index=idx, ifname=ep.ifname, address=ep.mac, **mtu)
+                ipr.addr(
+                    "add", index=idx, address=str(ep.ipv4), prefixlen=net.ipv4.subnet.prefixlen
+                )
+                if ep.ipv6 is not None and net.ipv6 is not None:
+                    ipr.addr(
+                        "add",
+                        index=idx,
+                        address=str(ep.ipv6),
+                        prefixlen=net.ipv6.subnet.prefixlen,
+                        flags=_IFA_F_NODAD,
+                    )
+                ipr.link("set", index=idx, state="up")
+            except PyrouteNetlinkError as exc:
+                raise NetlinkError(f"configure {ep.ifname} in {spec.netns_path}: {exc}") from exc
+        if spec.default_route:
+            self.set_default_route(
+                spec.netns_path,
+                str(net.ipv4.gateway),
+                str(net.ipv6.gateway) if net.ipv6 and ep.ipv6 else None,
+            )
+        _gratuitous_arp(spec.netns_path, ep.ifname, ep.mac, ep.ipv4)
+
+    def set_default_route(
+        self, netns_path: str, gateway4: str | None, gateway6: str | None
+    ) -> None:
+        with IPRoute(netns=netns_path) as ipr:
+            for family, gateway, dst in (
+                (socket.AF_INET, gateway4, "0.0.0.0/0"),
+                (socket.AF_INET6, gateway6, "::/0"),
+            ):
+                try:
+                    if gateway is None:
+                        ipr.route("del", dst=dst, family=family)
+                    else:
+                        ipr.route("replace", dst=dst, gateway=gateway, family=family)
+                except PyrouteNetlinkError as exc:
+                    if gateway is not None:
+                        raise NetlinkError(
+                            f"default route via {gateway} in {netns_path}: {exc}"
+                        ) from exc
+                    # no default route to remove: fine
+
+    def sandbox_links(self, netns_path: str) -> frozenset[str]:
+        with IPRoute(netns=netns_path) as ipr:
+            return frozenset(link.get("ifname") for link in ipr.get_links())
+
+    def delete_sandbox_link(self, netns_path: str, ifname: str) -> None:
+        with IPRoute(netns=netns_path) as ipr:
+            idx = _lookup(ipr, ifname)
+            if idx is not None:
+                ipr.link("del", index=idx)
+
+    def host_links(self) -> HostLinks:
+        ipr = self._host()
+        names = frozenset(link.get("ifname") for link in ipr.get_links())
+        prefixes: list[Any] = []
+        for addr in ipr.get_addr():
+            prefixes.append(
+                ipaddress.ip_interface(f"{addr.get('address')}/{addr['prefixlen']}").network
+            )
+        for route in ipr.get_routes(family=socket.AF_INET):
+            dst = route.get("dst")
+            if dst and route["dst_len"]:
+                prefixes.append(ipaddress.ip_network(f"{dst}/{route['dst_len']}", strict=False))
+        return HostLinks(names=names, prefixes=tuple(prefixes))
+
+    def apply_nft(self, script: str, netns_path: str | None = None) -> None:
+        from ..nft.apply import NftCli
+
+        NftCli().apply(script, netns=netns_path)
+
+
+def _lookup(ipr: IPRoute, name: str) -> int | None:
+    found = ipr.link_lookup(ifname=name)
+    return found[0] if found else None
+
+
+def _hairpin(ifname: str) -> None:
+    """Let a sandbox reach its own published port through a host address (hairpin NAT)."""
+    subprocess.run(
+        ["ip", "link", "set", "dev", ifname, "type", "bridge_slave", "hairpin", "on"],
+        capture_output=True,
+        check=False,
+    )
+
+
+def _sysctl(key: str, value: str, *, optional: bool = False) -> None:
+    try:
+        with open(f"/proc/sys/{key}", "w") as f:
+            f.write(value)
+    except OSError as exc:
+        if not optional:
+            raise NetlinkError(f"sysctl {key.replace('/', '.')}={value}: {exc.strerror}") from exc
+
+
+def _gratuitous_arp(netns_path: str, ifname: str, mac: str, ip: ipaddress.IPv4Address) -> None:
+    """Announce the address so neighbours drop a stale entry for it (Docker does the same)."""
+    hw = bytes.fromhex(mac.replace(":", ""))
+    addr = ip.packed
+    frame = (
+        b"\xff" * 6
+        + hw
+        + struct.pack("!H", 0x0806)
+        + struct.pack("!HHBBH", 1, 0x0800, 6, 4, 1)
+        + hw
+        + addr
+        + b"\x00" * 6
+        + addr
+    )
+
+    def send() -> None:
+        with socket.socket(socket.AF_PACKET, socket.SOCK_RAW) as s:
+            s.bind((ifname, 0))
+            s.send(frame)
+
+    try:
+        netns.run_in(netns_path, send)
+    except OSError as exc:  # an announcement is best effort
+        log.debug("gratuitous arp on %s: %s", ifname, exc)

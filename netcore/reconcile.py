@@ -1,0 +1,133 @@
+"""Make the kernel match the registry: after a restart, a crash, or a change behind our back.
+
+Order matters: interrupted changes first (creates rolled back, removals completed), then
+sandboxes whose namespace vanished, then missing bridges and veths, then the ruleset.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .errors import NetcoreError
+from .kernel.base import AttachSpec
+from .model import endpoint_from_dict, network_from_dict, sandbox_from_dict
+from .registry import delete
+from .store.base import Delete
+
+if TYPE_CHECKING:
+    from .engine import Engine
+
+
+def reconcile(engine: Engine) -> list[str]:
+    repaired: list[str] = []
+    repaired += _settle_intents(engine)
+    repaired += _drop_vanished_sandboxes(engine)
+    repaired += _restore_links(engine)
+    engine._apply_firewall()
+    return repaired
+
+
+def _settle_intents(engine: Engine) -> list[str]:
+    reg, kernel = engine.registry, engine.kernel
+    repaired = []
+    for intent_id, intent in list(reg.intents.items()):
+        op = intent.get("op")
+        if op == "create_network":
+            net = network_from_dict(intent["network"])
+            if net.id not in reg.networks:
+                kernel.delete_link(net.bridge)
+                repaired.append(f"rolled back interrupted create of network {net.name}")
+        elif op == "connect":
+            ep = endpoint_from_dict(intent["endpoint"])
+            if ep.id not in reg.endpoints:
+                kernel.delete_link(ep.host_ifname)
+                sandbox = reg.sandboxes.get(ep.sandbox_id)
+                if sandbox is not None and kernel.netns_exists(sandbox.netns_path):
+                    leftovers = kernel.sandbox_links(sandbox.netns_path)
+                    for name in ("tmp" + ep.id[:12], ep.ifname):
+                        taken = any(
+                            e.ifname == name for e in reg.endpoints_of(sandbox.id)
+                        )
+                        if name in leftovers and not taken:
+                            kernel.delete_sandbox_link(sandbox.netns_path, name)
+                repaired.append(f"rolled back interrupted connect ({ep.ipv4} released)")
+        elif op == "create_sandbox":
+            sb = sandbox_from_dict(intent["sandbox"])
+            if sb.id not in reg.sandboxes and sb.owned:
+                kernel.delete_netns(sb.name)
+                repaired.append(f"rolled back interrupted create of sandbox {sb.name}")
+        elif op == "disconnect":
+            ep = endpoint_from_dict(intent["endpoint"])
+            sandbox = reg.sandboxes.get(ep.sandbox_id)
+            if ep.id not in reg.endpoints and sandbox is not None:
+                successor = next(
+                    (e for e in reg.endpoints_of(sandbox.id) if e.is_gateway), None
+                )
+                engine._finish_disconnect(sandbox, ep, successor)
+                repaired.append(f"completed interrupted disconnect of {sandbox.name}")
+            elif ep.id not in reg.endpoints:
+                kernel.delete_link(ep.host_ifname)
+        elif op == "remove_network":
+            net = network_from_dict(intent["network"])
+            if net.id not in reg.networks:
+                kernel.delete_link(net.bridge)
+                repaired.append(f"completed interrupted removal of network {net.name}")
+        elif op == "remove_sandbox":
+            sb = sandbox_from_dict(intent["sandbox"])
+            if sb.id not in reg.sandboxes:
+                engine._finish_sandbox_removal(sb)
+                repaired.append(f"completed interrupted removal of sandbox {sb.name}")
+        reg.commit([Delete("intent", intent_id)], notify=False)
+    return repaired
+
+
+def _drop_vanished_sandboxes(engine: Engine) -> list[str]:
+    """A namespace deleted behind our back: its endpoints go and its addresses are freed."""
+    reg, kernel = engine.registry, engine.kernel
+    repaired = []
+    for sandbox in list(reg.sandboxes.values()):
+        if sandbox.mode == "host" or sandbox.id not in reg.sandboxes:
+            continue
+        if kernel.netns_exists(sandbox.netns_path):
+            continue
+        gone = [sandbox, *reg.joiners_of(sandbox.id)]
+        ops = []
+        released = []
+        for sb in gone:
+            for ep in reg.endpoints_of(sb.id):
+                kernel.delete_link(ep.host_ifname)
+                ops.append(delete(ep))
+                released.append(str(ep.ipv4))
+            ops.append(delete(sb))
+        reg.commit(ops)
+        for sb in gone:
+            engine._finish_sandbox_removal(sb)
+        repaired.append(
+            f"sandbox {sandbox.name}: namespace {sandbox.netns_path} vanished; removed "
+            f"{', '.join(s.name for s in gone)} (released {', '.join(released) or 'nothing'})"
+        )
+    return repaired
+
+
+def _restore_links(engine: Engine) -> list[str]:
+    reg, kernel = engine.registry, engine.kernel
+    repaired = []
+    present = kernel.host_links().names
+    for net in reg.networks.values():
+        if net.bridge not in present:
+            repaired.append(f"bridge {net.bridge} of network {net.name} was missing: recreated")
+        kernel.ensure_bridge(net)  # idempotent: also restores addresses and MTU
+    for ep in list(reg.endpoints.values()):
+        if ep.host_ifname in present:
+            continue
+        sandbox = reg.sandboxes[ep.sandbox_id]
+        net = reg.networks[ep.network_id]
+        try:
+            if ep.ifname in kernel.sandbox_links(sandbox.netns_path):
+                kernel.delete_sandbox_link(sandbox.netns_path, ep.ifname)
+            kernel.attach(AttachSpec(ep, net, sandbox.netns_path, ep.is_gateway))
+            repaired.append(f"veth of {sandbox.name} on {net.name} was missing: recreated")
+        except NetcoreError as exc:
+            repaired.append(f"veth of {sandbox.name} on {net.name} missing, not restored: {exc}")
+            reg.commit([delete(ep)])
+    return repaired

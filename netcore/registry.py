@@ -1,0 +1,161 @@
+"""The endpoint registry: networks, sandboxes and endpoints, persisted before they are reported.
+
+One instance per daemon. Every change goes through `commit`, which writes the store first (so a
+change reported done survives a crash) and then the in-memory maps, and bumps the revision.
+Readers take an immutable `Snapshot`; the DNS side never writes here.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from .errors import NetworkNotFound, NotFound, SandboxNotFound
+from .model import (
+    Endpoint,
+    Network,
+    Sandbox,
+    Snapshot,
+    endpoint_from_dict,
+    network_from_dict,
+    sandbox_from_dict,
+    to_dict,
+)
+from .store.base import Delete, Op, Put, Store
+
+
+def put(obj: Network | Sandbox | Endpoint) -> Put:
+    """The store operation that records a model object."""
+    kind = {Network: "network", Sandbox: "sandbox", Endpoint: "endpoint"}[type(obj)]
+    return Put(kind, obj.id, to_dict(obj))
+
+
+def delete(obj: Network | Sandbox | Endpoint) -> Delete:
+    kind = {Network: "network", Sandbox: "sandbox", Endpoint: "endpoint"}[type(obj)]
+    return Delete(kind, obj.id)
+
+
+Listener = Callable[[Snapshot], None]
+
+
+class Registry:
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._lock = threading.RLock()
+        self.networks: dict[str, Network] = {}
+        self.sandboxes: dict[str, Sandbox] = {}
+        self.endpoints: dict[str, Endpoint] = {}
+        self.intents: dict[str, dict[str, Any]] = {}
+        self.meta: dict[str, dict[str, Any]] = {}
+        self._revision = 0
+        self._snapshot: Snapshot | None = None
+        self._listeners: list[Listener] = []
+        self._load()
+
+    def _load(self) -> None:
+        data = self._store.load()
+        self.networks = {k: network_from_dict(v) for k, v in data.get("network", {}).items()}
+        self.sandboxes = {k: sandbox_from_dict(v) for k, v in data.get("sandbox", {}).items()}
+        self.endpoints = {k: endpoint_from_dict(v) for k, v in data.get("endpoint", {}).items()}
+        self.intents = dict(data.get("intent", {}))
+        self.meta = dict(data.get("meta", {}))
+        self._revision = int(self.meta.get("revision", {}).get("value", 0))
+
+    # --- writing ---
+
+    def commit(self, ops: Sequence[Op], *, notify: bool = True) -> None:
+        """Persist a batch atomically, then make it visible; listeners see the new snapshot."""
+        with self._lock:
+            revision = self._revision + 1
+            batch = [*ops, Put("meta", "revision", {"value": revision})]
+            self._store.commit(batch)  # raises StoreError, leaving memory unchanged
+            for op in batch:
+                self._apply(op)
+            self._revision = revision
+            self._snapshot = None
+            snapshot = self.snapshot()
+        if notify:
+            for listener in list(self._listeners):
+                listener(snapshot)
+
+    def _apply(self, op: Op) -> None:
+        decode: dict[str, tuple[dict[str, Any], Callable[[dict[str, Any]], Any]]] = {
+            "network": (self.networks, network_from_dict),
+            "sandbox": (self.sandboxes, sandbox_from_dict),
+            "endpoint": (self.endpoints, endpoint_from_dict),
+            "intent": (self.intents, dict),
+            "meta": (self.meta, dict),
+        }
+        bucket, parse = decode[op.kind]
+        if isinstance(op, Put):
+            bucket[op.id] = parse(op.body)
+        else:
+            bucket.pop(op.id, None)
+
+    def subscribe(self, listener: Listener) -> None:
+        """Call `listener(snapshot)` after every commit (from the committing thread)."""
+        self._listeners.append(listener)
+
+    # --- reading ---
+
+    @property
+    def revision(self) -> int:
+        return self._revision
+
+    def snapshot(self) -> Snapshot:
+        with self._lock:
+            if self._snapshot is None:
+                self._snapshot = Snapshot(
+                    revision=self._revision,
+                    networks=tuple(sorted(self.networks.values(), key=lambda n: n.name)),
+                    sandboxes=tuple(sorted(self.sandboxes.values(), key=lambda s: s.name)),
+                    endpoints=tuple(
+                        sorted(self.endpoints.values(), key=lambda e: (e.sandbox_id, e.ifname))
+                    ),
+                )
+            return self._snapshot
+
+    def find_network(self, ref: str) -> Network:
+        """A network by full id, name, or unique id prefix (Docker's lookup order)."""
+        return _find(self.networks.values(), ref, NetworkNotFound, "network")
+
+    def find_sandbox(self, ref: str) -> Sandbox:
+        return _find(self.sandboxes.values(), ref, SandboxNotFound, "sandbox")
+
+    def endpoints_of(self, sandbox_id: str) -> list[Endpoint]:
+        return sorted(
+            (e for e in self.endpoints.values() if e.sandbox_id == sandbox_id),
+            key=lambda e: e.ifname,
+        )
+
+    def endpoints_on(self, network_id: str) -> list[Endpoint]:
+        return [e for e in self.endpoints.values() if e.network_id == network_id]
+
+    def endpoint(self, network_id: str, sandbox_id: str) -> Endpoint | None:
+        for e in self.endpoints.values():
+            if e.network_id == network_id and e.sandbox_id == sandbox_id:
+                return e
+        return None
+
+    def joiners_of(self, sandbox_id: str) -> list[Sandbox]:
+        """Sandboxes in `container:<sandbox>` mode on this one."""
+        return [s for s in self.sandboxes.values() if s.joined_to == sandbox_id]
+
+
+def _find(
+    objects: Iterable[Network | Sandbox], ref: str, error: type[NotFound], what: str
+) -> Any:
+    items = list(objects)
+    for obj in items:
+        if obj.id == ref:
+            return obj
+    for obj in items:
+        if obj.name == ref:
+            return obj
+    matches = [o for o in items if ref and o.id.startswith(ref)]
+    if len(matches) == 1:
+        return matches[0]
+    if len(matches) > 1:
+        raise error(f"{what} id prefix {ref!r} is ambiguous: give more characters or the name")
+    raise error(f"{what} {ref!r} not found")
