@@ -52,11 +52,21 @@ def write_atomic(path: str | Path, text: str, mode: int = 0o644) -> None:
         ) from exc
 
 
-def user_modified(path: str | Path) -> bool:
+def hash_path_of(path: str | Path, hash_dir: str | Path | None = None) -> Path:
+    """Where the hash of a managed file is kept: beside it, or in `hash_dir` when the file's
+    directory must hold nothing else (`ip netns exec` bind-mounts every file of
+    /etc/netns/NAME over /etc)."""
+    target = Path(path)
+    if hash_dir is None:
+        return Path(f"{target}{HASH_SUFFIX}")
+    return Path(hash_dir) / f"{target.name}{HASH_SUFFIX}"
+
+
+def user_modified(path: str | Path, hash_dir: str | Path | None = None) -> bool:
     """Whether `path` was changed since we last wrote it (False when it or its hash is absent:
     nothing of the user's to keep)."""
     target = Path(path)
-    stored = _stored_hashes(target)
+    stored = _stored_hashes(hash_path_of(target, hash_dir))
     if stored is None:
         return False
     try:
@@ -69,39 +79,39 @@ def user_modified(path: str | Path) -> bool:
     return _digest(content) not in stored
 
 
-def write_managed(path: str | Path, text: str) -> bool:
+def write_managed(path: str | Path, text: str, hash_dir: str | Path | None = None) -> bool:
     """Write `text` to `path` unless the user edited the file since our last write.
 
     Returns True when the file now holds `text`, False when a user-edited file was kept.
     """
     target = Path(path)
-    if user_modified(target):
+    hash_path = hash_path_of(target, hash_dir)
+    if user_modified(target, hash_dir):
         return False
     new = _digest(text.encode("utf-8"))
     try:
         old = target.read_bytes() if target.exists() else None
     except OSError as exc:
         raise SandboxFileError(f"cannot read {target}: {exc.strerror}") from exc
-    if old is not None and _digest(old) == new and _stored_hashes(target) == [new]:
+    if old is not None and _digest(old) == new and _stored_hashes(hash_path) == [new]:
         return True  # already current: do not churn the inode
     # Record old and new hash first, so a crash between the two renames never makes our own
     # file look user-edited (which would freeze it forever).
     previous = [] if old is None else [_digest(old)]
-    hash_path = Path(f"{target}{HASH_SUFFIX}")
     write_atomic(hash_path, "\n".join([*previous, new]) + "\n")
     write_atomic(target, text)
     write_atomic(hash_path, new + "\n")
     return True
 
 
-def _stored_hashes(target: Path) -> list[str] | None:
-    """The hashes recorded for `target`, or None when it has no hash file."""
+def _stored_hashes(hash_path: Path) -> list[str] | None:
+    """The hashes recorded in `hash_path`, or None when there is no hash file."""
     try:
-        return Path(f"{target}{HASH_SUFFIX}").read_text(encoding="utf-8").split()
+        return hash_path.read_text(encoding="utf-8").split()
     except FileNotFoundError:
         return None
     except OSError as exc:
-        raise SandboxFileError(f"cannot read the hash of {target}: {exc.strerror}") from exc
+        raise SandboxFileError(f"cannot read {hash_path}: {exc.strerror}") from exc
 
 
 def _digest(content: bytes) -> str:

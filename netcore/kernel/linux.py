@@ -7,6 +7,7 @@ namespace, so sysctls are written there.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import logging
 import os
@@ -14,6 +15,7 @@ import socket
 import struct
 import subprocess
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 from pyroute2 import IPRoute
@@ -140,7 +142,7 @@ class LinuxKernel:
 
     def _configure_sandbox_end(self, spec: AttachSpec, peer: str) -> None:
         ep, net = spec.endpoint, spec.network
-        with IPRoute(netns=spec.netns_path) as ipr:
+        with sandbox_iproute(spec.netns_path) as ipr:
             try:
                 idx = _lookup(ipr, peer)
                 mtu = {"mtu": net.mtu} if net.mtu else {}
@@ -170,7 +172,7 @@ class LinuxKernel:
     def set_default_route(
         self, netns_path: str, gateway4: str | None, gateway6: str | None
     ) -> None:
-        with IPRoute(netns=netns_path) as ipr:
+        with sandbox_iproute(netns_path) as ipr:
             for family, gateway, dst in (
                 (socket.AF_INET, gateway4, "0.0.0.0/0"),
                 (socket.AF_INET6, gateway6, "::/0"),
@@ -188,11 +190,11 @@ class LinuxKernel:
                     # no default route to remove: fine
 
     def sandbox_links(self, netns_path: str) -> frozenset[str]:
-        with IPRoute(netns=netns_path) as ipr:
+        with sandbox_iproute(netns_path) as ipr:
             return frozenset(link.get("ifname") for link in ipr.get_links())
 
     def delete_sandbox_link(self, netns_path: str, ifname: str) -> None:
-        with IPRoute(netns=netns_path) as ipr:
+        with sandbox_iproute(netns_path) as ipr:
             idx = _lookup(ipr, ifname)
             if idx is not None:
                 ipr.link("del", index=idx)
@@ -215,6 +217,25 @@ class LinuxKernel:
         from ..nft.apply import NftCli
 
         NftCli().apply(script, netns=netns_path)
+
+
+@contextlib.contextmanager
+def sandbox_iproute(netns_path: str) -> Iterator[IPRoute]:
+    """pyroute2 on a netlink socket opened inside the namespace by a setns thread.
+
+    Not `IPRoute(netns=...)`: that forks the daemon, and the child inherits its event loop,
+    signal handlers and sockets (one such child unlinked the API socket on its way out).
+    """
+    try:
+        sock = netns.open_socket(netns_path, socket.AF_NETLINK, socket.SOCK_DGRAM, 0)
+    except OSError as exc:
+        raise VanishedNamespace(f"open netlink in {netns_path}: {exc}") from exc
+    ipr = IPRoute(use_socket=sock)
+    try:
+        yield ipr
+    finally:
+        ipr.close()
+        sock.close()
 
 
 def _lookup(ipr: IPRoute, name: str) -> int | None:
