@@ -1,0 +1,51 @@
+"""Root and tool gating for integration tests: skip locally, fail in CI (CI=true)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+from .harness import HostNamespace, new_host
+
+TOOLS = ("ip", "nft", "nsenter", "dig", "dnsmasq", "ping", "getent")
+
+
+def _missing() -> str | None:
+    if os.geteuid() != 0:
+        return "needs root (network namespaces, bridges, nftables)"
+    absent = [t for t in TOOLS if shutil.which(t) is None]
+    if absent:
+        return (
+            f"missing tools: {', '.join(absent)} "
+            "(apt-get install iproute2 nftables dnsutils dnsmasq-base iputils-ping)"
+        )
+    return None
+
+
+def pytest_collection_modifyitems(config, items):
+    reason = _missing()
+    if reason is None:
+        return
+    for item in items:
+        if "integration" in item.keywords:
+            if os.environ.get("CI"):
+                raise pytest.UsageError(f"integration tests must run in CI, but: {reason}")
+            item.add_marker(pytest.mark.skip(reason=reason))
+
+
+@pytest.fixture
+def host(tmp_path) -> HostNamespace:
+    h = new_host(tmp_path)
+    try:
+        yield h
+    finally:
+        h.cleanup()
+
+
+@pytest.fixture
+def daemon(host) -> HostNamespace:
+    host.start_upstream()
+    host.start_daemon()
+    return host
