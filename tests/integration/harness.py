@@ -162,7 +162,8 @@ class HostNamespace:
         args = ["nsenter", f"--net={self.path}", "dnsmasq", "--keep-in-foreground",
                 "--no-resolv", "--no-hosts", "--bind-interfaces", f"--listen-address={address}",
                 "--port=53", "--log-queries", f"--log-facility={qlog}", "--user=root",
-                f"--pid-file={self.tmp / ('dnsmasq-' + address + '.pid')}", "--no-dhcp-interface=lo"]
+                f"--pid-file={self.tmp / ('dnsmasq-' + address + '.pid')}",
+                "--local=/#/"]  # like the reference's up1: NXDOMAIN for every other name
         for name, ip in (records or UPSTREAM_RECORDS).items():
             args.append(f"--host-record={name},{ip}")
         proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
