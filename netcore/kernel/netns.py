@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import ctypes
 import os
+import queue
 import socket
 import subprocess
 import threading
+from concurrent.futures import Future
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -100,3 +102,55 @@ def _ip(*args: str, check: bool = True) -> None:
     proc = subprocess.run(["ip", *args], capture_output=True, text=True)
     if check and proc.returncode != 0:
         raise NetlinkError(f"ip {' '.join(args)}: {proc.stderr.strip()}")
+
+
+class NamespaceWorker:
+    """A long-lived thread inside one namespace that runs small jobs (open a socket) for
+    callers on other threads: a queue round trip instead of a thread start per call."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._jobs: queue.SimpleQueue[tuple[Callable[[], object], Future] | None] = (
+            queue.SimpleQueue()
+        )
+        ready: Future = Future()
+        self._thread = threading.Thread(
+            target=self._run, args=(ready,), name=f"netns:{path}", daemon=True
+        )
+        self._thread.start()
+        ready.result()  # raises VanishedNamespace if the namespace is gone
+
+    def _run(self, ready: Future) -> None:
+        try:
+            fd = os.open(self.path, os.O_RDONLY)
+            try:
+                if _libc.setns(fd, _CLONE_NEWNET) != 0:
+                    raise VanishedNamespace(
+                        f"enter namespace {self.path}: {os.strerror(ctypes.get_errno())}"
+                    )
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            ready.set_exception(VanishedNamespace(f"namespace {self.path} is gone: {exc}"))
+            return
+        except VanishedNamespace as exc:
+            ready.set_exception(exc)
+            return
+        ready.set_result(None)
+        while (job := self._jobs.get()) is not None:
+            fn, future = job
+            try:
+                future.set_result(fn())
+            except BaseException as exc:
+                future.set_exception(exc)
+
+    def call(self, fn: Callable[[], T]) -> T:
+        future: Future = Future()
+        self._jobs.put((fn, future))
+        return future.result()
+
+    def socket(self, family: int, type_: int, proto: int = 0) -> socket.socket:
+        return self.call(lambda: socket.socket(family, type_, proto))
+
+    def close(self) -> None:
+        self._jobs.put(None)

@@ -1,0 +1,158 @@
+"""The composition root: store, engine, DNS service and API server, and their lifecycle.
+
+SIGTERM/SIGINT stop cleanly (listeners closed, state already saved, sandboxes keep their
+network); SIGHUP re-reads the host's resolv.conf (which is also watched every second).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import stat
+
+from aiohttp import web
+
+from netcore.engine import Engine, EngineConfig
+from netcore.errors import NetcoreError
+from netcore.kernel.linux import LinuxKernel
+from netcore.registry import Registry
+from netcore.store import open_store
+
+from . import __version__
+from .config import DaemonConfig
+from .forward.forwarder import Forwarder
+from .forward.health import UpstreamHealth
+from .service import DnsService, host_file_stamp
+
+log = logging.getLogger("dnsd")
+
+HOST_WATCH_INTERVAL_S = 1.0
+
+
+def run(config: DaemonConfig) -> int:
+    """Run the daemon until SIGTERM/SIGINT; the exit code for the command line."""
+    logging.basicConfig(
+        level=config.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("pyroute2").setLevel(logging.WARNING)  # per-message debug otherwise
+    try:
+        import uvloop
+
+        runner = uvloop.run
+    except ImportError:
+        runner = asyncio.run
+    try:
+        return runner(serve(config))
+    except NetcoreError as exc:
+        log.error("dnsd: %s", exc)
+        return 1
+
+
+async def serve(config: DaemonConfig, ready: asyncio.Event | None = None) -> int:
+    loop = asyncio.get_running_loop()
+    os.makedirs(config.state_dir, mode=0o700, exist_ok=True)
+    store = open_store(config.store_url)
+    kernel = LinuxKernel()
+    registry = Registry(store)
+    engine = Engine(
+        registry,
+        kernel,
+        EngineConfig(
+            state_dir=config.state_dir,
+            etc_netns_dir=config.etc_netns_dir,
+            default_network=config.default_network,
+        ),
+    )
+    rate = (config.forward_rate, max(config.forward_rate, 1.0)) if config.forward_rate else None
+    forwarder = Forwarder(
+        UpstreamHealth(),
+        deadline_s=config.forward_deadline_s,
+        max_inflight=config.max_inflight,
+        rate_limit=rate,
+    )
+    service = DnsService(loop, config, forwarder)
+    registry.subscribe(service.on_snapshot)
+    await asyncio.to_thread(engine.start)
+    await asyncio.to_thread(service.on_snapshot, registry.snapshot(), force=True)
+
+    from .api.app import create_app
+
+    app = create_app(engine, token=config.api_token, version=__version__)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await _start_sites(runner, config)
+
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(
+        signal.SIGHUP, lambda: loop.create_task(asyncio.to_thread(service.reload_host))
+    )
+    tasks = [
+        loop.create_task(_watch_host_file(config, service)),
+        loop.create_task(_reconcile_periodically(config, engine)),
+    ]
+    log.info(
+        "dnsd %s serving: api %s, %d networks, %d sandboxes, %d dns listeners",
+        __version__,
+        config.api_socket,
+        len(registry.networks),
+        len(registry.sandboxes),
+        len(service.listeners),
+    )
+    if ready is not None:
+        ready.set()
+    await stop.wait()
+    log.info("dnsd stopping")
+    for task in tasks:
+        task.cancel()
+    await runner.cleanup()
+    await service.close()
+    store.close()
+    kernel.close()
+    with contextlib.suppress(OSError):
+        os.unlink(config.api_socket)
+    return 0
+
+
+async def _start_sites(runner: web.AppRunner, config: DaemonConfig) -> None:
+    directory = os.path.dirname(config.api_socket)
+    if directory:
+        os.makedirs(directory, mode=0o755, exist_ok=True)
+    with contextlib.suppress(FileNotFoundError):
+        if stat.S_ISSOCK(os.stat(config.api_socket).st_mode):
+            os.unlink(config.api_socket)  # a stale socket of a killed daemon
+    site = web.UnixSite(runner, config.api_socket)
+    await site.start()
+    os.chmod(config.api_socket, 0o660)
+    if config.api_tcp:
+        host, _, port = config.api_tcp.rpartition(":")
+        await web.TCPSite(runner, host.strip("[]") or "127.0.0.1", int(port)).start()
+
+
+async def _watch_host_file(config: DaemonConfig, service: DnsService) -> None:
+    """A VPN coming up rewrites resolv.conf: running sandboxes follow without a restart."""
+    stamp = host_file_stamp(config.host_resolv_conf)
+    while True:
+        await asyncio.sleep(HOST_WATCH_INTERVAL_S)
+        now = host_file_stamp(config.host_resolv_conf)
+        if now != stamp:
+            stamp = now
+            try:
+                await asyncio.to_thread(service.reload_host)
+            except Exception:
+                log.exception("reload host resolv.conf")
+
+
+async def _reconcile_periodically(config: DaemonConfig, engine: Engine) -> None:
+    """Bridges or veths deleted by hand, namespaces gone, a flushed ruleset: put back."""
+    while True:
+        await asyncio.sleep(config.reconcile_interval_s)
+        try:
+            await asyncio.to_thread(engine.reconcile)
+        except Exception:
+            log.exception("reconcile")

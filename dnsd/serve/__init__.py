@@ -1,0 +1,1 @@
+"""Socket adapters: move bytes between sandbox sockets and the pure answer core."""

@@ -1,0 +1,19 @@
+"""What the socket adapters need from the service behind them."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from ..core.answer import Forward
+from ..core.view import ZoneView
+
+
+class QueryHandler(Protocol):
+    @property
+    def view(self) -> ZoneView:
+        """The current zone view (swapped atomically on every registry change)."""
+        ...
+
+    async def forward(self, packet: bytes, decision: Forward, sandbox_id: str, *, tcp: bool) -> bytes:
+        """The reply bytes for a query the view does not answer (never raises)."""
+        ...

@@ -1,0 +1,227 @@
+"""The DNS service: follows the registry, keeps one listener per sandbox, writes its files.
+
+`on_snapshot` runs on the thread that committed the change (the engine's worker), before the
+engine call returns: the new view is swapped in and the listener is serving before a connect
+is reported done, so a name is answerable as soon as the caller hears of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from netcore.kernel import netns
+from netcore.model import Sandbox, Snapshot
+
+from .config import DaemonConfig
+from .core.answer import Forward
+from .core.wire import SERVFAIL as RCODE_SERVFAIL
+from .core.wire import error_reply
+from .core.view import ZoneView, build_view, root_sandbox
+from .files import write_managed
+from .forward.forwarder import Forwarder
+from .hosts import render_hosts
+from .resolvconf import (
+    Upstream,
+    explicit_ndots,
+    load_host_text,
+    parse,
+    read_host_resolv_conf,
+    sandbox_resolv_conf,
+    sandbox_upstreams,
+)
+from .serve.listeners import SandboxListener, open_sockets
+
+log = logging.getLogger(__name__)
+
+LISTENER_START_TIMEOUT_S = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class HostResolv:
+    """The daemon's view of the host's resolver configuration."""
+
+    source: str
+    text: str
+    upstreams: tuple[Upstream, ...]
+    explicit_ndots: bool
+
+    @classmethod
+    def load(cls, config: DaemonConfig) -> HostResolv:
+        path = config.host_resolv_conf
+        parsed, upstreams = read_host_resolv_conf(path)
+        if config.upstreams:  # --upstream overrides the file's servers, not its search/options
+            upstreams = tuple(
+                Upstream(a, host_loopback=_is_loopback(a)) for a in config.upstreams[:3]
+            )
+        return cls(path, load_host_text(path), upstreams, explicit_ndots(parsed, None))
+
+
+def _is_loopback(address: str) -> bool:
+    import ipaddress
+
+    return ipaddress.ip_address(address).is_loopback
+
+
+class DnsService:
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, config: DaemonConfig, forwarder: Forwarder
+    ) -> None:
+        self.loop = loop
+        self.config = config
+        self.forwarder = forwarder
+        self.host = HostResolv.load(config)
+        self.listeners: dict[str, SandboxListener] = {}
+        self._view = build_view(Snapshot())
+        self._snapshot = Snapshot()
+        self._sandboxes: dict[str, Sandbox] = {}
+        self._upstreams: dict[str, tuple[Upstream, ...]] = {}
+        self._written: dict[str, tuple[object, ...]] = {}
+        self._lock = threading.Lock()
+
+    # --- QueryHandler ---
+
+    @property
+    def view(self) -> ZoneView:
+        return self._view
+
+    async def forward(
+        self, packet: bytes, decision: Forward, sandbox_id: str, *, tcp: bool
+    ) -> bytes:
+        listener = self.listeners.get(sandbox_id)
+        if listener is None:  # removed meanwhile: never forward from the daemon's namespace
+            return error_reply(packet, RCODE_SERVFAIL, decision.query.question_end)
+        upstreams = self._upstreams.get(sandbox_id, self.host.upstreams)
+        return await self.forwarder.forward(
+            packet,
+            None,
+            upstreams,
+            tcp=tcp,
+            sandbox_key=sandbox_id,
+            sock_factory_for=self._socket_factory(listener.worker),
+        )
+
+    @staticmethod
+    def _socket_factory(worker: netns.NamespaceWorker) -> Callable[[Upstream], Callable]:
+        """Queries leave from the sandbox's namespace (source = its address, like Docker);
+        the host's loopback resolvers (127.0.0.53) are dialled from the daemon's own."""
+
+        def for_upstream(upstream: Upstream) -> Callable[[int, int], socket.socket]:
+            return socket.socket if upstream.host_loopback else worker.socket
+
+        return for_upstream
+
+    # --- following the registry (called on engine threads, never on the loop) ---
+
+    def on_snapshot(self, snapshot: Snapshot, *, force: bool = False) -> None:
+        with self._lock:
+            if snapshot.revision < self._snapshot.revision and not force:
+                return  # an older snapshot overtaken by a newer one
+            self._snapshot = snapshot
+            sandboxes = {s.id: s for s in snapshot.sandboxes}
+            self._sandboxes = sandboxes
+            self._upstreams = {
+                sid: sandbox_upstreams(sb.dns, self.host.upstreams)
+                for sid, sb in sandboxes.items()
+            }
+            self._view = build_view(snapshot, host_explicit_ndots=self.host.explicit_ndots)
+            self._reconcile_listeners(snapshot, sandboxes)
+            self._write_files(snapshot, sandboxes)
+
+    def reload_host(self) -> bool:
+        """Re-read the host's resolv.conf; on a change, update every sandbox. Thread: any but
+        the loop's."""
+        fresh = HostResolv.load(self.config)
+        if fresh == self.host:
+            return False
+        log.info(
+            "host resolv.conf changed: upstreams now %s",
+            " ".join(str(u) for u in fresh.upstreams) or "none",
+        )
+        self.host = fresh
+        self.on_snapshot(self._snapshot, force=True)
+        return True
+
+    def _reconcile_listeners(self, snapshot: Snapshot, sandboxes: dict[str, Sandbox]) -> None:
+        with_endpoints = {e.sandbox_id for e in snapshot.endpoints}
+        desired = {
+            sid: sb
+            for sid, sb in sandboxes.items()
+            if sb.mode == "bridge" and sid in with_endpoints
+        }
+        for sid in [s for s in self.listeners if s not in desired]:
+            listener = self.listeners.pop(sid)
+            self._on_loop(self._stop_listener(listener, remove_redirect=True))
+        for sid, sandbox in desired.items():
+            if sid in self.listeners:
+                continue
+            try:
+                sockets = open_sockets(sandbox.netns_path)
+            except Exception as exc:  # vanished namespace: reconcile will clean it up
+                log.warning("dns listener for %s not started: %s", sandbox.name, exc)
+                continue
+            listener = SandboxListener(sid, sockets, self)
+            self._on_loop(listener.serve())
+            self.listeners[sid] = listener
+            log.debug("dns listener for %s on ports %s", sandbox.name, sockets.ports)
+
+    async def _stop_listener(self, listener: SandboxListener, *, remove_redirect: bool) -> None:
+        await asyncio.to_thread(listener.close, remove_redirect=remove_redirect)
+        self.forwarder.forget(listener.sandbox_id)
+
+    def _on_loop(self, coro) -> None:  # noqa: ANN001 - a coroutine
+        asyncio.run_coroutine_threadsafe(coro, self.loop).result(LISTENER_START_TIMEOUT_S)
+
+    def _write_files(self, snapshot: Snapshot, sandboxes: dict[str, Sandbox]) -> None:
+        addresses: dict[str, list[str]] = {}
+        for ep in snapshot.endpoints:
+            own = addresses.setdefault(ep.sandbox_id, [])
+            own.append(str(ep.ipv4))
+            if ep.ipv6 is not None:
+                own.append(str(ep.ipv6))
+        for sid, sandbox in sandboxes.items():
+            if sandbox.mode == "host" or not sandbox.resolv_conf_path:
+                continue
+            root = root_sandbox(sandbox, sandboxes)
+            own = tuple(addresses.get(root.id if root else sid, ()))
+            key = (sandbox, own, self.host)
+            if self._written.get(sid) == key:
+                continue
+            hashes = os.path.join(self.config.state_dir, "sandboxes", sid)
+            try:
+                write_managed(
+                    sandbox.resolv_conf_path,
+                    sandbox_resolv_conf(
+                        sandbox, self.host.text, self.host.upstreams, self.host.source
+                    ),
+                    hashes,
+                )
+                write_managed(sandbox.hosts_path, render_hosts(sandbox, own), hashes)
+                self._written[sid] = key
+            except Exception as exc:
+                log.warning("write resolv.conf/hosts of %s: %s", sandbox.name, exc)
+        for sid in [s for s in self._written if s not in sandboxes]:
+            del self._written[sid]
+
+    async def close(self) -> None:
+        """Stop every listener (the sandboxes keep their network and redirect rules)."""
+        for listener in self.listeners.values():
+            listener.close(remove_redirect=False)
+        self.listeners.clear()
+
+
+def host_file_stamp(path: str) -> tuple[int, int, int] | None:
+    """What changes when the host's resolv.conf is replaced or edited."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns, st.st_size
+
+
+__all__ = ["DnsService", "HostResolv", "host_file_stamp", "parse"]
