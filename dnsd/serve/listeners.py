@@ -34,6 +34,9 @@ class SandboxSockets:
     netns_path: str
     udp: socket.socket
     tcp: socket.socket
+    # A thread living in the namespace: opens forwarding sockets, runs nft there without
+    # an nsenter exec (a child forked by this thread starts in the namespace).
+    worker: netns.NamespaceWorker
 
     @property
     def ports(self) -> tuple[int, int]:
@@ -59,13 +62,19 @@ def open_sockets(netns_path: str) -> SandboxSockets:
             raise
         return udp, tcp
 
-    udp, tcp = netns.run_in(netns_path, bind)
-    sockets = SandboxSockets(netns_path, udp, tcp)
+    worker = netns.NamespaceWorker(netns_path)
     try:
-        NftCli().apply(render_dns_redirect(*sockets.ports), netns=netns_path)
+        udp, tcp = worker.call(bind)
+    except BaseException:
+        worker.close()
+        raise
+    sockets = SandboxSockets(netns_path, udp, tcp, worker)
+    try:
+        worker.call(lambda: NftCli().apply(render_dns_redirect(*sockets.ports)))
     except BaseException:
         udp.close()
         tcp.close()
+        worker.close()
         raise
     return sockets
 
@@ -86,7 +95,7 @@ class SandboxListener:
         self.sandbox_id = sandbox_id
         self.sockets = sockets
         # Forwarded queries leave from the sandbox's namespace: their sockets come from here.
-        self.worker = netns.NamespaceWorker(sockets.netns_path)
+        self.worker = sockets.worker
         self.udp = UdpServer(sockets.udp, sandbox_id, handler)
         self.tcp = TcpServer(sockets.tcp, sandbox_id, handler)
 
@@ -98,9 +107,9 @@ class SandboxListener:
         """Stop serving; with `remove_redirect` also drop the nft table (namespace stays)."""
         self.udp.close()
         self.tcp.close()
-        self.worker.close()
         if remove_redirect and netns.exists(self.sockets.netns_path):
             try:
-                NftCli().apply(render_dns_redirect_teardown(), netns=self.sockets.netns_path)
+                self.worker.call(lambda: NftCli().apply(render_dns_redirect_teardown()))
             except Exception as exc:  # best effort: the namespace may be going away
                 log.debug("remove dns redirect in %s: %s", self.sockets.netns_path, exc)
+        self.worker.close()

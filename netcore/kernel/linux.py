@@ -13,7 +13,6 @@ import logging
 import os
 import socket
 import struct
-import subprocess
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -25,6 +24,7 @@ from ..errors import NetlinkError, VanishedNamespace
 from ..model import Network
 from . import netns
 from .base import AttachSpec, HostLinks
+from .rtnl import Rtnl
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,13 @@ _IFA_F_NODAD = 0x02  # an IPv6 address usable at once: the subnet is ours, no du
 class LinuxKernel:
     def __init__(self) -> None:
         self._ipr: IPRoute | None = None
+        self._rtnl: Rtnl | None = None
         self._lock = threading.Lock()
+
+    def _host_rtnl(self) -> Rtnl:
+        if self._rtnl is None:
+            self._rtnl = Rtnl()
+        return self._rtnl
 
     def _host(self) -> IPRoute:
         if self._ipr is None:
@@ -45,6 +51,9 @@ class LinuxKernel:
         if self._ipr is not None:
             self._ipr.close()
             self._ipr = None
+        if self._rtnl is not None:
+            self._rtnl.close()
+            self._rtnl = None
 
     # --- bridges ---
 
@@ -82,15 +91,15 @@ class LinuxKernel:
         _sysctl(f"net/ipv4/conf/{network.bridge}/route_localnet", "1")
 
     def delete_link(self, name: str) -> None:
-        ipr = self._host()
-        idx = _lookup(ipr, name)
+        rt = self._host_rtnl()
+        idx = rt.link_index(name)
         if idx is None:
             return
         try:
-            ipr.link("del", index=idx)
-        except PyrouteNetlinkError as exc:
-            if exc.code != 19:  # ENODEV: already gone
-                raise NetlinkError(f"delete link {name}: {exc}") from exc
+            rt.delete_link(idx)
+        except NetlinkError as exc:
+            if "No such device" not in str(exc):  # gone meanwhile: fine
+                raise
 
     def enable_forwarding(self) -> None:
         _sysctl("net/ipv4/ip_forward", "1")
@@ -111,30 +120,24 @@ class LinuxKernel:
 
     def attach(self, spec: AttachSpec) -> None:
         ep, net = spec.endpoint, spec.network
-        if not netns.exists(spec.netns_path):
-            raise VanishedNamespace(f"sandbox namespace {spec.netns_path} is gone")
-        ipr = self._host()
-        peer = "tmp" + ep.id[:12]  # 15 chars, unique; renamed inside the sandbox
-        bridge = _lookup(ipr, net.bridge)
+        rt = self._host_rtnl()
+        bridge = rt.link_index(net.bridge)
         if bridge is None:
             raise NetlinkError(f"bridge {net.bridge} of network {net.name} is missing")
-        fd = os.open(spec.netns_path, os.O_RDONLY)
+        peer = "tmp" + ep.id[:12]  # 15 chars, unique; renamed inside the sandbox
         try:
-            ipr.link(
-                "add",
-                ifname=ep.host_ifname,
-                kind="veth",
-                peer={"ifname": peer, "net_ns_fd": fd},
-            )
-        except PyrouteNetlinkError as exc:
-            raise NetlinkError(f"create veth {ep.host_ifname}: {exc}") from exc
+            fd = os.open(spec.netns_path, os.O_RDONLY)
+        except OSError as exc:
+            raise VanishedNamespace(f"sandbox namespace {spec.netns_path} is gone") from exc
+        try:
+            rt.add_veth(ep.host_ifname, peer, fd)
         finally:
             os.close(fd)
         try:
-            host = _lookup(ipr, ep.host_ifname)
-            mtu = {"mtu": net.mtu} if net.mtu else {}
-            ipr.link("set", index=host, master=bridge, state="up", **mtu)
-            _hairpin(ep.host_ifname)
+            host = rt.link_index(ep.host_ifname)
+            assert host is not None
+            rt.set_link(host, master=bridge, mtu=net.mtu, up=True)
+            rt.set_hairpin(host)
             self._configure_sandbox_end(spec, peer)
         except BaseException:
             self.delete_link(ep.host_ifname)  # deleting one end removes the pair
@@ -142,52 +145,37 @@ class LinuxKernel:
 
     def _configure_sandbox_end(self, spec: AttachSpec, peer: str) -> None:
         ep, net = spec.endpoint, spec.network
-        with sandbox_iproute(spec.netns_path) as ipr:
-            try:
-                idx = _lookup(ipr, peer)
-                mtu = {"mtu": net.mtu} if net.mtu else {}
-                ipr.link("set", index=idx, ifname=ep.ifname, address=ep.mac, **mtu)
-                ipr.addr(
-                    "add", index=idx, address=str(ep.ipv4), prefixlen=net.ipv4.subnet.prefixlen
-                )
-                if ep.ipv6 is not None and net.ipv6 is not None:
-                    ipr.addr(
-                        "add",
-                        index=idx,
-                        address=str(ep.ipv6),
-                        prefixlen=net.ipv6.subnet.prefixlen,
-                        flags=_IFA_F_NODAD,
-                    )
-                ipr.link("set", index=idx, state="up")
-            except PyrouteNetlinkError as exc:
-                raise NetlinkError(f"configure {ep.ifname} in {spec.netns_path}: {exc}") from exc
-        if spec.default_route:
-            self.set_default_route(
-                spec.netns_path,
-                str(net.ipv4.gateway),
-                str(net.ipv6.gateway) if net.ipv6 and ep.ipv6 else None,
-            )
-        _gratuitous_arp(spec.netns_path, ep.ifname, ep.mac, ep.ipv4)
+        nl, arp = netns.run_in(
+            spec.netns_path,
+            lambda: (
+                socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, 0),
+                socket.socket(socket.AF_PACKET, socket.SOCK_RAW),
+            ),
+        )
+        with Rtnl(nl) as rt:
+            idx = rt.link_index(peer)
+            assert idx is not None
+            rt.set_link(idx, ifname=ep.ifname, address=ep.mac, mtu=net.mtu)
+            rt.add_address(idx, str(ep.ipv4), net.ipv4.subnet.prefixlen, nodad=False)
+            if ep.ipv6 is not None and net.ipv6 is not None:
+                rt.add_address(idx, str(ep.ipv6), net.ipv6.subnet.prefixlen, nodad=True)
+            rt.set_link(idx, up=True)
+            if spec.default_route:
+                rt.replace_default_route(str(net.ipv4.gateway))
+                if net.ipv6 is not None and ep.ipv6 is not None:
+                    rt.replace_default_route(str(net.ipv6.gateway))
+            _gratuitous_arp(arp, ep.ifname, ep.mac, ep.ipv4)
 
     def set_default_route(
         self, netns_path: str, gateway4: str | None, gateway6: str | None
     ) -> None:
-        with sandbox_iproute(netns_path) as ipr:
-            for family, gateway, dst in (
-                (socket.AF_INET, gateway4, "0.0.0.0/0"),
-                (socket.AF_INET6, gateway6, "::/0"),
-            ):
-                try:
-                    if gateway is None:
-                        ipr.route("del", dst=dst, family=family)
-                    else:
-                        ipr.route("replace", dst=dst, gateway=gateway, family=family)
-                except PyrouteNetlinkError as exc:
-                    if gateway is not None:
-                        raise NetlinkError(
-                            f"default route via {gateway} in {netns_path}: {exc}"
-                        ) from exc
-                    # no default route to remove: fine
+        nl = netns.open_socket(netns_path, socket.AF_NETLINK, socket.SOCK_DGRAM, 0)
+        with Rtnl(nl) as rt:
+            for family, gateway in ((socket.AF_INET, gateway4), (socket.AF_INET6, gateway6)):
+                if gateway is None:
+                    rt.delete_default_route(family)
+                else:
+                    rt.replace_default_route(gateway)
 
     def sandbox_links(self, netns_path: str) -> frozenset[str]:
         with sandbox_iproute(netns_path) as ipr:
@@ -243,15 +231,6 @@ def _lookup(ipr: IPRoute, name: str) -> int | None:
     return found[0] if found else None
 
 
-def _hairpin(ifname: str) -> None:
-    """Let a sandbox reach its own published port through a host address (hairpin NAT)."""
-    subprocess.run(
-        ["ip", "link", "set", "dev", ifname, "type", "bridge_slave", "hairpin", "on"],
-        capture_output=True,
-        check=False,
-    )
-
-
 def _sysctl(key: str, value: str, *, optional: bool = False) -> None:
     try:
         with open(f"/proc/sys/{key}", "w") as f:
@@ -261,8 +240,12 @@ def _sysctl(key: str, value: str, *, optional: bool = False) -> None:
             raise NetlinkError(f"sysctl {key.replace('/', '.')}={value}: {exc.strerror}") from exc
 
 
-def _gratuitous_arp(netns_path: str, ifname: str, mac: str, ip: ipaddress.IPv4Address) -> None:
-    """Announce the address so neighbours drop a stale entry for it (Docker does the same)."""
+def _gratuitous_arp(
+    sock: socket.socket, ifname: str, mac: str, ip: ipaddress.IPv4Address
+) -> None:
+    """Announce the address so neighbours drop a stale entry for it (Docker does the same).
+
+    `sock` is an AF_PACKET socket opened inside the sandbox's namespace."""
     hw = bytes.fromhex(mac.replace(":", ""))
     addr = ip.packed
     frame = (
@@ -275,13 +258,12 @@ def _gratuitous_arp(netns_path: str, ifname: str, mac: str, ip: ipaddress.IPv4Ad
         + b"\x00" * 6
         + addr
     )
-
-    def send() -> None:
-        with socket.socket(socket.AF_PACKET, socket.SOCK_RAW) as s:
-            s.bind((ifname, 0))
-            s.send(frame)
-
     try:
-        netns.run_in(netns_path, send)
+        sock.bind((ifname, 0))
+        sock.send(frame)
     except OSError as exc:  # an announcement is best effort
         log.debug("gratuitous arp on %s: %s", ifname, exc)
+    finally:
+        # Closing a bound packet socket waits for an RCU grace period (~10 ms): not on the
+        # connect path.
+        threading.Thread(target=sock.close, name="close-arp", daemon=True).start()

@@ -13,8 +13,8 @@ import queue
 import socket
 import subprocess
 import threading
-from concurrent.futures import Future
 from collections.abc import Callable
+from concurrent.futures import Future
 from typing import TypeVar
 
 from ..errors import NetlinkError, VanishedNamespace
