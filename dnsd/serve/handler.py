@@ -14,6 +14,8 @@ class QueryHandler(Protocol):
         """The current zone view (swapped atomically on every registry change)."""
         ...
 
-    async def forward(self, packet: bytes, decision: Forward, sandbox_id: str, *, tcp: bool) -> bytes:
+    async def forward(
+        self, packet: bytes, decision: Forward, sandbox_id: str, *, tcp: bool
+    ) -> bytes:
         """The reply bytes for a query the view does not answer (never raises)."""
         ...
