@@ -57,6 +57,8 @@ async def test_udp_batches_local_answers_and_forwards_the_rest():
     try:
         queries = [DNSRecord.question("web" if i % 2 else "WEB.neta") for i in range(200)]
         queries.append(DNSRecord.question("elsewhere.example", "AAAA"))
+        for i, q in enumerate(queries):  # random ids would collide (birthday) and hide replies
+            q.header.id = i + 1
         for q in queries:  # a burst: the server reads it in batches
             client.sendto(q.pack(), sock.getsockname())
         replies = {}
@@ -88,6 +90,8 @@ async def test_tcp_pipelined_queries_and_framing_errors():
         reader, writer = await asyncio.open_connection(*sock.getsockname())
         queries = [DNSRecord.question("web", "A" if i % 3 else "AAAA") for i in range(500)]
         queries.append(DNSRecord.question("nosuch.example"))
+        for i, q in enumerate(queries):
+            q.header.id = i + 1
         writer.write(b"".join(len(p).to_bytes(2, "big") + p for p in (q.pack() for q in queries)))
         await writer.drain()
         seen = {}
