@@ -20,9 +20,9 @@ from netcore.model import Sandbox, Snapshot
 
 from .config import DaemonConfig
 from .core.answer import Forward
+from .core.view import ZoneView, build_view, root_sandbox
 from .core.wire import SERVFAIL as RCODE_SERVFAIL
 from .core.wire import error_reply
-from .core.view import ZoneView, build_view, root_sandbox
 from .files import write_managed
 from .forward.forwarder import Forwarder
 from .hosts import render_hosts
@@ -174,7 +174,7 @@ class DnsService:
         await asyncio.to_thread(listener.close, remove_redirect=remove_redirect)
         self.forwarder.forget(listener.sandbox_id)
 
-    def _on_loop(self, coro) -> None:  # noqa: ANN001 - a coroutine
+    def _on_loop(self, coro) -> None:
         asyncio.run_coroutine_threadsafe(coro, self.loop).result(LISTENER_START_TIMEOUT_S)
 
     def _write_files(self, snapshot: Snapshot, sandboxes: dict[str, Sandbox]) -> None:
