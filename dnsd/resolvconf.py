@@ -297,3 +297,21 @@ def _trailer(
     lines.append(f"# Overrides: [{' '.join(overrides)}]")
     lines.append(f"# Option ndots from: {ndots_from}")
     return lines
+
+
+def parse_upstream(value: str, *, host_side: bool = True) -> Upstream:
+    """`IP`, `IP:PORT` or `[IPv6]:PORT` (the daemon's `--upstream`). With `host_side`, a
+    loopback address is the daemon's own and is dialled from its namespace."""
+    text, port = value, "53"
+    if value.startswith("["):
+        text, _, rest = value[1:].partition("]")
+        port = rest.removeprefix(":") or "53"
+    elif value.count(":") == 1:
+        text, _, port = value.partition(":")
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError("the port must be 1-65535")
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        raise ValueError("give an IP address (optionally :PORT)") from None
+    return Upstream(str(address), int(port), host_loopback=host_side and address.is_loopback)

@@ -13,6 +13,7 @@ import os
 import socket
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from netcore.kernel import netns
@@ -22,7 +23,7 @@ from .config import DaemonConfig
 from .core.answer import Forward
 from .core.view import ZoneView, build_view, root_sandbox
 from .core.wire import SERVFAIL as RCODE_SERVFAIL
-from .core.wire import error_reply
+from .core.wire import empty_reply
 from .files import write_managed
 from .forward.forwarder import Forwarder
 from .hosts import render_hosts
@@ -31,15 +32,17 @@ from .resolvconf import (
     explicit_ndots,
     load_host_text,
     parse,
+    parse_upstream,
     read_host_resolv_conf,
     sandbox_resolv_conf,
     sandbox_upstreams,
 )
-from .serve.listeners import SandboxListener, open_sockets
+from .serve.listeners import SandboxListener, SandboxSockets, open_sockets
 
 log = logging.getLogger(__name__)
 
 LISTENER_START_TIMEOUT_S = 10.0
+PARALLEL_STARTS = 8  # nft is mostly process start-up: a few at once keep both cores busy
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,16 +59,8 @@ class HostResolv:
         path = config.host_resolv_conf
         parsed, upstreams = read_host_resolv_conf(path)
         if config.upstreams:  # --upstream overrides the file's servers, not its search/options
-            upstreams = tuple(
-                Upstream(a, host_loopback=_is_loopback(a)) for a in config.upstreams[:3]
-            )
+            upstreams = tuple(parse_upstream(a) for a in config.upstreams[:3])
         return cls(path, load_host_text(path), upstreams, explicit_ndots(parsed, None))
-
-
-def _is_loopback(address: str) -> bool:
-    import ipaddress
-
-    return ipaddress.ip_address(address).is_loopback
 
 
 class DnsService:
@@ -95,7 +90,7 @@ class DnsService:
     ) -> bytes:
         listener = self.listeners.get(sandbox_id)
         if listener is None:  # removed meanwhile: never forward from the daemon's namespace
-            return error_reply(packet, RCODE_SERVFAIL, decision.query.question_end)
+            return empty_reply(decision.query, RCODE_SERVFAIL)
         upstreams = self._upstreams.get(sandbox_id, self.host.upstreams)
         return await self.forwarder.forward(
             packet,
@@ -126,8 +121,7 @@ class DnsService:
             sandboxes = {s.id: s for s in snapshot.sandboxes}
             self._sandboxes = sandboxes
             self._upstreams = {
-                sid: sandbox_upstreams(sb.dns, self.host.upstreams)
-                for sid, sb in sandboxes.items()
+                sid: sandbox_upstreams(sb.dns, self.host.upstreams) for sid, sb in sandboxes.items()
             }
             self._view = build_view(snapshot, host_explicit_ndots=self.host.explicit_ndots)
             self._reconcile_listeners(snapshot, sandboxes)
@@ -157,13 +151,14 @@ class DnsService:
         for sid in [s for s in self.listeners if s not in desired]:
             listener = self.listeners.pop(sid)
             self._on_loop(self._stop_listener(listener, remove_redirect=True))
-        for sid, sandbox in desired.items():
-            if sid in self.listeners:
-                continue
-            try:
-                sockets = open_sockets(sandbox.netns_path)
-            except Exception as exc:  # vanished namespace: reconcile will clean it up
-                log.warning("dns listener for %s not started: %s", sandbox.name, exc)
+        to_start = [(sid, sb) for sid, sb in desired.items() if sid not in self.listeners]
+        if len(to_start) > 1:  # a restart: nft runs once per namespace, so in parallel
+            with ThreadPoolExecutor(PARALLEL_STARTS) as pool:
+                opened = list(pool.map(_open_or_log, to_start))
+        else:
+            opened = [_open_or_log(item) for item in to_start]
+        for (sid, sandbox), sockets in zip(to_start, opened, strict=True):
+            if sockets is None:
                 continue
             listener = SandboxListener(sid, sockets, self)
             self._on_loop(listener.serve())
@@ -213,6 +208,15 @@ class DnsService:
         for listener in self.listeners.values():
             listener.close(remove_redirect=False)
         self.listeners.clear()
+
+
+def _open_or_log(item: tuple[str, Sandbox]) -> SandboxSockets | None:
+    _, sandbox = item
+    try:
+        return open_sockets(sandbox.netns_path)
+    except Exception as exc:  # vanished namespace: reconcile will clean it up
+        log.warning("dns listener for %s not started: %s", sandbox.name, exc)
+        return None
 
 
 def host_file_stamp(path: str) -> tuple[int, int, int] | None:

@@ -103,9 +103,7 @@ class Engine:
                         "an IPv6 network needs an explicit subnet (e.g. fd00:1::/64)",
                         field="Subnet",
                     )
-                taken6 = {
-                    n.name: n.ipv6.subnet for n in self.registry.networks.values() if n.ipv6
-                }
+                taken6 = {n.name: n.ipv6.subnet for n in self.registry.networks.values() if n.ipv6}
                 net6 = resolve_ipv6(req.subnet6, req.ip_range6, req.gateway6, in_use=())
                 check_overlap(net6.subnet, taken6)
             net_id = new_id()
@@ -130,7 +128,10 @@ class Engine:
             )
             self._with_intent(
                 {"op": "create_network", "network": to_dict(network)},
-                do=lambda: (self.kernel.ensure_bridge(network), self._apply_firewall(extra=network)),
+                do=lambda: (
+                    self.kernel.ensure_bridge(network),
+                    self._apply_firewall(extra=network),
+                ),
                 undo=lambda: (self.kernel.delete_link(network.bridge), self._apply_firewall()),
                 done=[put(network)],
             )
@@ -286,8 +287,10 @@ class Engine:
             self._with_intent(
                 {"op": "connect", "endpoint": to_dict(endpoint)},
                 do=lambda: (self.kernel.attach(spec), self._apply_firewall(extra=endpoint)),
-                undo=lambda: (self.kernel.delete_link(endpoint.host_ifname),
-                              self._apply_firewall()),
+                undo=lambda: (
+                    self.kernel.delete_link(endpoint.host_ifname),
+                    self._apply_firewall(),
+                ),
                 done=[put(endpoint), *self._cursor_ops(network.id, endpoint)],
             )
             log.info("connected: %s to %s as %s", sandbox.name, network.name, endpoint.ipv4)
@@ -302,9 +305,7 @@ class Engine:
         if network.ipv6 is not None:
             ipv6 = self._allocator(network, 6).allocate(req.ipv6 and _ip(req.ipv6))
         elif req.ipv6:
-            raise InvalidArgument(
-                f"network {network.name} has no IPv6 subnet", field="IPv6Address"
-            )
+            raise InvalidArgument(f"network {network.name} has no IPv6 subnet", field="IPv6Address")
         endpoint_id = new_id()
         gateway = not network.internal and not any(e.is_gateway for e in mine)
         return Endpoint(
@@ -333,12 +334,13 @@ class Engine:
             assert network.ipv6 is not None
             side = network.ipv6  # type: ignore[assignment]
             used = [e.ipv6 for e in self.registry.endpoints_on(network.id) if e.ipv6]
-            used += [
-                _ip(p["ipv6"]) for p in pending if p["network_id"] == network.id and p["ipv6"]
-            ]
+            used += [_ip(p["ipv6"]) for p in pending if p["network_id"] == network.id and p["ipv6"]]
         cursor = self.registry.meta.get(f"cursor{version}:{network.id}", {}).get("value")
         return SubnetAllocator(
-            side.subnet, side.gateway, side.ip_range, allocated=used,
+            side.subnet,
+            side.gateway,
+            side.ip_range,
+            allocated=used,
             cursor=_ip(cursor) if cursor else None,
         )
 
@@ -441,9 +443,7 @@ class Engine:
             raise
         self.registry.commit([*done, Delete("intent", intent_id)])
 
-    def _removal(
-        self, intent: dict, ops: list[Put | Delete], finish: Callable[[], object]
-    ) -> None:
+    def _removal(self, intent: dict, ops: list[Put | Delete], finish: Callable[[], object]) -> None:
         """Remove from the registry (reported at once), then from the kernel. The intent stays
         until the kernel work is done, so a crash in between is completed by reconcile."""
         intent_id = new_id()
@@ -472,7 +472,7 @@ class Engine:
         return list(self.kernel.host_links().prefixes)
 
 
-def _ip(value: str):  # noqa: ANN202 - ipaddress' own union
+def _ip(value: str):
     import ipaddress
 
     return ipaddress.ip_address(value)

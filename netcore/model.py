@@ -162,7 +162,7 @@ def network_from_dict(d: dict[str, Any]) -> Network:
     v4 = d["ipv4"]
     v6 = d.get("ipv6")
     return Network(
-        **{k: d[k] for k in ("id", "name", "bridge") },
+        **{k: d[k] for k in ("id", "name", "bridge")},
         ipv4=Subnet4(
             IPv4Network(v4["subnet"]),
             IPv4Address(v4["gateway"]),

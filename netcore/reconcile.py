@@ -45,9 +45,7 @@ def _settle_intents(engine: Engine) -> list[str]:
                 if sandbox is not None and kernel.netns_exists(sandbox.netns_path):
                     leftovers = kernel.sandbox_links(sandbox.netns_path)
                     for name in ("tmp" + ep.id[:12], ep.ifname):
-                        taken = any(
-                            e.ifname == name for e in reg.endpoints_of(sandbox.id)
-                        )
+                        taken = any(e.ifname == name for e in reg.endpoints_of(sandbox.id))
                         if name in leftovers and not taken:
                             kernel.delete_sandbox_link(sandbox.netns_path, name)
                 repaired.append(f"rolled back interrupted connect ({ep.ipv4} released)")
@@ -60,9 +58,7 @@ def _settle_intents(engine: Engine) -> list[str]:
             ep = endpoint_from_dict(intent["endpoint"])
             sandbox = reg.sandboxes.get(ep.sandbox_id)
             if ep.id not in reg.endpoints and sandbox is not None:
-                successor = next(
-                    (e for e in reg.endpoints_of(sandbox.id) if e.is_gateway), None
-                )
+                successor = next((e for e in reg.endpoints_of(sandbox.id) if e.is_gateway), None)
                 engine._finish_disconnect(sandbox, ep, successor)
                 repaired.append(f"completed interrupted disconnect of {sandbox.name}")
             elif ep.id not in reg.endpoints:

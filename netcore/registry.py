@@ -143,9 +143,7 @@ class Registry:
         return [s for s in self.sandboxes.values() if s.joined_to == sandbox_id]
 
 
-def _find(
-    objects: Iterable[Network | Sandbox], ref: str, error: type[NotFound], what: str
-) -> Any:
+def _find(objects: Iterable[Network | Sandbox], ref: str, error: type[NotFound], what: str) -> Any:
     items = list(objects)
     for obj in items:
         if obj.id == ref:

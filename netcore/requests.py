@@ -145,8 +145,9 @@ class SandboxRequest:
         for port in self.ports:
             key = (str(port.host_ip) if port.host_ip else None, port.host_port, port.proto)
             if key in seen:
-                raise InvalidArgument(f"host port {port.host_port}/{port.proto} given twice",
-                                      field="PortBindings")
+                raise InvalidArgument(
+                    f"host port {port.host_port}/{port.proto} given twice", field="PortBindings"
+                )
             seen.add(key)
 
 
@@ -155,8 +156,9 @@ def parse_port_bindings(value: Any) -> tuple[PortBinding, ...]:
     if value in (None, {}):
         return ()
     if not isinstance(value, Mapping):
-        raise InvalidArgument("must be an object like {\"80/tcp\": [{\"HostPort\": \"8080\"}]}",
-                              field="PortBindings")
+        raise InvalidArgument(
+            'must be an object like {"80/tcp": [{"HostPort": "8080"}]}', field="PortBindings"
+        )
     out: list[PortBinding] = []
     for key, targets in value.items():
         port_s, _, proto = str(key).partition("/")
@@ -166,8 +168,7 @@ def parse_port_bindings(value: Any) -> tuple[PortBinding, ...]:
         container_port = _int_option(port_s, "PortBindings", 1, 65535)
         for target in targets or [{}]:
             if not isinstance(target, Mapping):
-                raise InvalidArgument(f"binding of {key!r} must be an object",
-                                      field="PortBindings")
+                raise InvalidArgument(f"binding of {key!r} must be an object", field="PortBindings")
             host_port_s = target.get("HostPort") or port_s
             host_ip = target.get("HostIp") or None
             out.append(
@@ -175,7 +176,8 @@ def parse_port_bindings(value: Any) -> tuple[PortBinding, ...]:
                     container_port=container_port,
                     host_port=_int_option(str(host_port_s), "PortBindings", 1, 65535),
                     proto=proto,  # type: ignore[arg-type]
-                    host_ip=None if host_ip in (None, "0.0.0.0")
+                    host_ip=None
+                    if host_ip in (None, "0.0.0.0")
                     else ipaddress.IPv4Address(_address(host_ip, 4, "PortBindings")),
                 )
             )

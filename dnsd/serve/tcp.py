@@ -101,8 +101,9 @@ class _Connection(asyncio.Protocol):
                 break
             packet = bytes(buf[consumed + 2 : end])
             consumed = end
-            decision = answer(packet, server.sandbox_id, server.handler.view, tcp=True,
-                              rng=server.rng)
+            decision = answer(
+                packet, server.sandbox_id, server.handler.view, tcp=True, rng=server.rng
+            )
             if type(decision) is Reply:
                 out += len(decision.data).to_bytes(2, "big") + decision.data
             elif type(decision) is Forward:

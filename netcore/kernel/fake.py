@@ -59,8 +59,10 @@ class FakeKernel:
         if spec.network.bridge not in self.links:
             raise NetlinkError(f"bridge {spec.network.bridge} is missing")
         self.links.add(spec.endpoint.host_ifname)
-        self.namespaces[spec.netns_path] |= {spec.endpoint.ifname,
-                                              "peer:" + spec.endpoint.host_ifname}
+        self.namespaces[spec.netns_path] |= {
+            spec.endpoint.ifname,
+            "peer:" + spec.endpoint.host_ifname,
+        }
         if spec.default_route:
             self.routes[spec.netns_path] = (str(spec.network.ipv4.gateway), None)
 

@@ -66,14 +66,10 @@ class LinuxKernel:
                 idx = _lookup(ipr, network.bridge)
             if network.mtu:
                 ipr.link("set", index=idx, mtu=network.mtu)
-            have = {
-                (a.get("address"), a["prefixlen"]) for a in ipr.get_addr(index=idx)
-            }
+            have = {(a.get("address"), a["prefixlen"]) for a in ipr.get_addr(index=idx)}
             v4 = network.ipv4
             if (str(v4.gateway), v4.subnet.prefixlen) not in have:
-                ipr.addr(
-                    "add", index=idx, address=str(v4.gateway), prefixlen=v4.subnet.prefixlen
-                )
+                ipr.addr("add", index=idx, address=str(v4.gateway), prefixlen=v4.subnet.prefixlen)
             if network.ipv6 is not None:
                 v6 = network.ipv6
                 if (str(v6.gateway), v6.subnet.prefixlen) not in have:
@@ -240,9 +236,7 @@ def _sysctl(key: str, value: str, *, optional: bool = False) -> None:
             raise NetlinkError(f"sysctl {key.replace('/', '.')}={value}: {exc.strerror}") from exc
 
 
-def _gratuitous_arp(
-    sock: socket.socket, ifname: str, mac: str, ip: ipaddress.IPv4Address
-) -> None:
+def _gratuitous_arp(sock: socket.socket, ifname: str, mac: str, ip: ipaddress.IPv4Address) -> None:
     """Announce the address so neighbours drop a stale entry for it (Docker does the same).
 
     `sock` is an AF_PACKET socket opened inside the sandbox's namespace."""

@@ -57,9 +57,7 @@ def run_in(path: str, fn: Callable[[], T]) -> T:
         try:
             if _libc.setns(fd, _CLONE_NEWNET) != 0:
                 err = ctypes.get_errno()
-                result["error"] = VanishedNamespace(
-                    f"enter namespace {path}: {os.strerror(err)}"
-                )
+                result["error"] = VanishedNamespace(f"enter namespace {path}: {os.strerror(err)}")
                 return
         finally:
             os.close(fd)

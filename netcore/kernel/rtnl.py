@@ -174,7 +174,9 @@ class Rtnl:
 
     def replace_default_route(self, gateway: str) -> None:
         self._checked(
-            self._default_route(gateway), RTM_NEWROUTE, NLM_F_CREATE | NLM_F_REPLACE,
+            self._default_route(gateway),
+            RTM_NEWROUTE,
+            NLM_F_CREATE | NLM_F_REPLACE,
             f"default route via {gateway}",
         )
 

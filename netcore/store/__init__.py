@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 
-from .base import Op, Put, Delete, Store
+from .base import Delete, Op, Put, Store
 
 __all__ = ["Delete", "Op", "Put", "Store", "open_store"]
 

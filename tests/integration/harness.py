@@ -70,8 +70,9 @@ class HostNamespace:
 
     def sandbox_exec(self, sandbox: str, *args: str, check: bool = True, timeout: float = 30):
         """Run inside a sandbox created by name, with its resolv.conf and hosts (ip netns exec)."""
-        return run("ip", "netns", "exec", self.sandbox_name(sandbox), *args, check=check,
-                   timeout=timeout)
+        return run(
+            "ip", "netns", "exec", self.sandbox_name(sandbox), *args, check=check, timeout=timeout
+        )
 
     def sandbox_name(self, short: str) -> str:
         return f"{self.prefix}{short}"
@@ -82,11 +83,26 @@ class HostNamespace:
         log = open(self.tmp / "daemon.log", "ab")  # noqa: SIM115 - closed in cleanup()
         self.logs.append(log)
         self.daemon = subprocess.Popen(
-            ["nsenter", f"--net={self.path}", sys.executable, "-m", "dnsd", "serve",
-             "--state-dir", self.state_dir, "--api-socket", self.socket,
-             "--host-resolv-conf", str(self.tmp / "resolv.conf"), "--log-level", "debug",
-             *extra_args],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                "nsenter",
+                f"--net={self.path}",
+                sys.executable,
+                "-m",
+                "dnsd",
+                "serve",
+                "--state-dir",
+                self.state_dir,
+                "--api-socket",
+                self.socket,
+                "--host-resolv-conf",
+                str(self.tmp / "resolv.conf"),
+                "--log-level",
+                "debug",
+                *extra_args,
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -120,8 +136,12 @@ class HostNamespace:
         conn = UnixHTTPConnection(self.socket)
         try:
             payload = None if body is None else json.dumps(body)
-            conn.request(method, path, body=payload,
-                         headers={"Content-Type": "application/json"} if payload else {})
+            conn.request(
+                method,
+                path,
+                body=payload,
+                headers={"Content-Type": "application/json"} if payload else {},
+            )
             resp = conn.getresponse()
             raw = resp.read()
         finally:
@@ -150,8 +170,11 @@ class HostNamespace:
         return self.ok("GET", f"/sandboxes/{self.sandbox_name(short)}")
 
     def connect(self, network: str, short: str, **endpoint) -> None:
-        self.ok("POST", f"/networks/{network}/connect",
-                {"Container": self.sandbox_name(short), "EndpointConfig": endpoint})
+        self.ok(
+            "POST",
+            f"/networks/{network}/connect",
+            {"Container": self.sandbox_name(short), "EndpointConfig": endpoint},
+        )
 
     # --- the fake upstream ---
 
@@ -159,19 +182,37 @@ class HostNamespace:
         """dnsmasq on `address` (lo of the host namespace), logging the queries it sees."""
         self.exec("ip", "addr", "add", f"{address}/32", "dev", "lo", check=False)
         qlog = self.tmp / f"upstream-{address}.log"
-        args = ["nsenter", f"--net={self.path}", "dnsmasq", "--keep-in-foreground",
-                "--no-resolv", "--no-hosts", "--bind-interfaces", f"--listen-address={address}",
-                "--port=53", "--log-queries", f"--log-facility={qlog}", "--user=root",
-                f"--pid-file={self.tmp / ('dnsmasq-' + address + '.pid')}",
-                "--local=/#/"]  # like the reference's up1: NXDOMAIN for every other name
+        args = [
+            "nsenter",
+            f"--net={self.path}",
+            "dnsmasq",
+            "--keep-in-foreground",
+            "--no-resolv",
+            "--no-hosts",
+            "--bind-interfaces",
+            f"--listen-address={address}",
+            "--port=53",
+            "--log-queries",
+            f"--log-facility={qlog}",
+            "--user=root",
+            f"--pid-file={self.tmp / ('dnsmasq-' + address + '.pid')}",
+            "--local=/#/",
+        ]  # like the reference's up1: NXDOMAIN for every other name
         for name, ip in (records or UPSTREAM_RECORDS).items():
             args.append(f"--host-record={name},{ip}")
         proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.extra.append(proc)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
-            probe = self.exec("dig", f"@{address}", "+short", "+tries=1", "+time=1",
-                              next(iter((records or UPSTREAM_RECORDS))), check=False)
+            probe = self.exec(
+                "dig",
+                f"@{address}",
+                "+short",
+                "+tries=1",
+                "+time=1",
+                next(iter(records or UPSTREAM_RECORDS)),
+                check=False,
+            )
             if probe.stdout.strip():
                 return qlog
             time.sleep(0.1)
@@ -182,8 +223,9 @@ class HostNamespace:
             text = (self.tmp / f"upstream-{address}.log").read_text()
         except OSError:
             return False
-        return any(f"]{' '}{qname} from" in line or f"] {qname} from" in line
-                   for line in text.splitlines())
+        return any(
+            f"]{' '}{qname} from" in line or f"] {qname} from" in line for line in text.splitlines()
+        )
 
     # --- cleanup ---
 

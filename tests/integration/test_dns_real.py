@@ -126,7 +126,8 @@ def test_internal_network_never_forwards(lab):
     assert "status: SERVFAIL" in out
     assert time.monotonic() - started < 2
     assert not any(
-        name(h, "int1") in line for line in (h.tmp / f"upstream-{UPSTREAM}.log").read_text().splitlines()
+        name(h, "int1") in line
+        for line in (h.tmp / f"upstream-{UPSTREAM}.log").read_text().splitlines()
         if "ext.anchors.test" in line and "10.83." in line
     )
 
@@ -158,7 +159,8 @@ def test_sandbox_keeps_its_own_port_53_and_survives_a_storm(daemon):
         "import socket\n"
         "for addr in ('127.0.0.11', '0.0.0.0'):\n"
         "  for t in (socket.SOCK_DGRAM, socket.SOCK_STREAM):\n"
-        "    s=socket.socket(socket.AF_INET,t); s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n"
+        "    s=socket.socket(socket.AF_INET,t)\n"
+        "    s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n"
         "    s.bind((addr,53)); s.close()\n"
         "print('ok')\n"
     )

@@ -55,8 +55,21 @@ def _outside(host: HostNamespace) -> str:
     """A namespace one hop behind the host (203.0.113.0/24): the "internet" of the test."""
     name = host.sandbox_name("outside")
     run("ip", "netns", "add", name)
-    run("ip", "link", "add", f"{host.prefix}o", "netns", host.name, "type", "veth",
-        "peer", "name", "eth0", "netns", name)
+    run(
+        "ip",
+        "link",
+        "add",
+        f"{host.prefix}o",
+        "netns",
+        host.name,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "eth0",
+        "netns",
+        name,
+    )
     host.exec("ip", "addr", "add", "203.0.113.1/24", "dev", f"{host.prefix}o")
     host.exec("ip", "link", "set", f"{host.prefix}o", "up")
     run("ip", "-n", name, "addr", "add", "203.0.113.2/24", "dev", "eth0")
@@ -82,8 +95,10 @@ def test_masquerade_hides_the_sandbox_address_from_outside(daemon):
     import subprocess
     import sys
 
-    server = subprocess.Popen(["ip", "netns", "exec", outside, sys.executable, "-c",
-                               UDP_ECHO_SOURCE], stdout=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        ["ip", "netns", "exec", outside, sys.executable, "-c", UDP_ECHO_SOURCE],
+        stdout=subprocess.DEVNULL,
+    )
     try:
         client = (
             "import socket,time\n"
@@ -137,8 +152,9 @@ def test_published_port_from_host_addresses_and_from_another_sandbox(daemon):
     daemon.sandbox("peer", "pub")
     daemon.network("other", IPAM={"Config": [{"Subnet": "10.77.0.0/24"}]})
     daemon.sandbox("far", "other")
-    server = subprocess.Popen(["ip", "netns", "exec", daemon.sandbox_name("web"),
-                               sys.executable, "-c", TCP_SERVER_SOURCE])
+    server = subprocess.Popen(
+        ["ip", "netns", "exec", daemon.sandbox_name("web"), sys.executable, "-c", TCP_SERVER_SOURCE]
+    )
     try:
         for _ in range(50):
             probe = daemon.exec(sys.executable, "-c", TCP_CLIENT, "10.76.0.2", "80", check=False)

@@ -13,15 +13,19 @@ pytestmark = pytest.mark.integration
 
 
 def dig_short(host, sb: str, *args: str) -> list[str]:
-    out = host.sandbox_exec(sb, "dig", "+short", "+tries=1", "+time=6", "@127.0.0.11", *args,
-                            check=False)
+    out = host.sandbox_exec(
+        sb, "dig", "+short", "+tries=1", "+time=6", "@127.0.0.11", *args, check=False
+    )
     return sorted(out.stdout.split())
 
 
 def test_dual_stack_addresses_aaaa_and_ip6_ptr(daemon):
     h = daemon
-    h.network("net6", EnableIPv6=True,
-              IPAM={"Config": [{"Subnet": "10.91.0.0/24"}, {"Subnet": "fd6e:a1b2:c3d4:1::/64"}]})
+    h.network(
+        "net6",
+        EnableIPv6=True,
+        IPAM={"Config": [{"Subnet": "10.91.0.0/24"}, {"Subnet": "fd6e:a1b2:c3d4:1::/64"}]},
+    )
     h.sandbox("v6a", "net6")
     h.sandbox("v6b", "net6")
     assert dig_short(h, "v6a", h.sandbox_name("v6b"), "A") == ["10.91.0.3"]
@@ -52,7 +56,9 @@ def test_none_and_host_modes(daemon):
     assert links.split()[0] == "lo" and "eth0" not in links
     resolv = h.sandbox_exec("lonely", "cat", "/etc/resolv.conf").stdout
     assert "127.0.0.11" not in resolv
-    status, _ = h.api("POST", "/sandboxes", {"Name": h.sandbox_name("hosty"), "NetworkMode": "host"})
+    status, _ = h.api(
+        "POST", "/sandboxes", {"Name": h.sandbox_name("hosty"), "NetworkMode": "host"}
+    )
     assert status == 201
     # host mode leaves the daemon's namespace untouched: no new link appeared there
     assert "eth0" not in h.exec("ip", "-br", "link").stdout
@@ -68,10 +74,20 @@ def test_adopts_a_process_namespace_and_cleans_up_when_it_exits(daemon):
             if run("readlink", path).stdout != run("readlink", "/proc/self/ns/net").stdout:
                 break
             time.sleep(0.02)
-        h.ok("POST", "/sandboxes", {"Name": h.sandbox_name("proc"), "NetNS": path,
-                                    "NetworkMode": "adopt"})
-        out = run("nsenter", f"--net={path}", "dig", "+short", "+tries=1", "@127.0.0.11",
-                  h.sandbox_name("proc")).stdout.split()
+        h.ok(
+            "POST",
+            "/sandboxes",
+            {"Name": h.sandbox_name("proc"), "NetNS": path, "NetworkMode": "adopt"},
+        )
+        out = run(
+            "nsenter",
+            f"--net={path}",
+            "dig",
+            "+short",
+            "+tries=1",
+            "@127.0.0.11",
+            h.sandbox_name("proc"),
+        ).stdout.split()
         assert out == ["10.93.0.2"]
         info = h.ok("GET", f"/sandboxes/{h.sandbox_name('proc')}")
         assert str(h.state_dir) in str(info)  # its files live in the state directory
@@ -100,12 +116,12 @@ def test_host_resolv_conf_change_reaches_running_sandboxes(daemon):
 def test_ttl_is_a_network_setting(daemon):
     h = daemon
     h.network("ttl0", IPAM={"Config": [{"Subnet": "10.95.0.0/24"}]})
-    h.network("ttl30", IPAM={"Config": [{"Subnet": "10.96.0.0/24"}]},
-              Options={"dnsd.dns_ttl": "30"})
+    h.network(
+        "ttl30", IPAM={"Config": [{"Subnet": "10.96.0.0/24"}]}, Options={"dnsd.dns_ttl": "30"}
+    )
     h.sandbox("t0", "ttl0")
     h.sandbox("t30", "ttl30")
     out0 = h.sandbox_exec("t0", "dig", "+noall", "+answer", "@127.0.0.11", h.sandbox_name("t0"))
-    out30 = h.sandbox_exec("t30", "dig", "+noall", "+answer", "@127.0.0.11",
-                           h.sandbox_name("t30"))
+    out30 = h.sandbox_exec("t30", "dig", "+noall", "+answer", "@127.0.0.11", h.sandbox_name("t30"))
     assert out0.stdout.split()[1] == "0"
     assert out30.stdout.split()[1] == "30"

@@ -217,9 +217,15 @@ def test_reconcile_rolls_back_an_interrupted_connect(engine, kernel):
     sid = _sandbox(engine, "a")
     # what a crash after the intent and the veth, before the final commit, leaves behind
     ghost = {
-        "id": "f" * 64, "network_id": engine.registry.find_network("netA").id,
-        "sandbox_id": sid, "ifname": "eth0", "host_ifname": "vethfffffffffff",
-        "mac": "02:42:0a:01:00:02", "ipv4": "10.1.0.2", "ipv6": None, "aliases": [],
+        "id": "f" * 64,
+        "network_id": engine.registry.find_network("netA").id,
+        "sandbox_id": sid,
+        "ifname": "eth0",
+        "host_ifname": "vethfffffffffff",
+        "mac": "02:42:0a:01:00:02",
+        "ipv4": "10.1.0.2",
+        "ipv6": None,
+        "aliases": [],
         "is_gateway": True,
     }
     engine.registry.commit([Put("intent", "i1", {"op": "connect", "endpoint": ghost})])

@@ -1,0 +1,461 @@
+"""`dnsd`: run the daemon (`serve`), or drive it (`network ...`, `sandbox ...`) over its socket.
+
+Client commands print tables for people and `--format json` for scripts; errors go to stderr with
+the daemon's message and a non-zero exit status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from netcore.requests import OPT_DNS_TTL
+
+from .client import ApiClient, ApiError
+from .config import (
+    DEFAULT_API_SOCKET,
+    DEFAULT_STATE_DIR,
+    FORWARD_DEADLINE_S,
+    MAX_INFLIGHT_FORWARDS,
+    DaemonConfig,
+)
+from .resolvconf import parse_upstream
+
+EXIT_USAGE = 2
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+class UsageError(Exception):
+    """A command line that cannot work; printed with exit status 2."""
+
+
+# --- serve ---
+
+
+def _host_port(value: str, flag: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise UsageError(f"{flag} {value!r}: use HOST:PORT, e.g. 127.0.0.1:2375")
+    return host.strip("[]"), int(port)
+
+
+def _upstream(value: str) -> str:
+    try:
+        parse_upstream(value)
+    except ValueError as exc:
+        raise UsageError(f"--upstream {value!r}: {exc}") from None
+    return value
+
+
+def serve_config(args: argparse.Namespace) -> DaemonConfig:
+    """The daemon's configuration from `dnsd serve` flags."""
+    if args.api_tcp is not None:
+        _host_port(args.api_tcp, "--api-tcp")
+        if not args.api_token:
+            raise UsageError(
+                "--api-tcp needs --api-token: a TCP listener without a token would let anyone "
+                "who reaches the port change the host's networking"
+            )
+    return DaemonConfig(
+        state_dir=args.state_dir,
+        api_socket=args.api_socket,
+        api_tcp=args.api_tcp,
+        api_token=args.api_token,
+        upstreams=tuple(_upstream(u) for u in args.upstream),
+        host_resolv_conf=args.host_resolv_conf,
+        log_level=args.log_level,
+        default_network=not args.no_default_network,
+        etc_netns_dir=args.etc_netns_dir,
+        forward_deadline_s=_positive(args.forward_deadline, "--forward-deadline"),
+        max_inflight=int(_positive(args.max_inflight, "--max-inflight")),
+        forward_rate=None
+        if args.forward_rate is None
+        else _positive(args.forward_rate, "--forward-rate"),
+        reconcile_interval_s=_positive(args.reconcile_interval, "--reconcile-interval"),
+    )
+
+
+def _positive(value: float, flag: str) -> float:
+    if not value > 0:
+        raise UsageError(f"{flag} must be greater than 0, got {value}")
+    return value
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    config = serve_config(args)
+    from .daemon import run  # imported late: the client commands need none of it
+
+    return run(config)
+
+
+# --- output ---
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Docker-style columns: left-aligned, three spaces apart."""
+    widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows, strict=False)]
+    lines = [
+        "   ".join(str(cell).ljust(w) for cell, w in zip(line, widths, strict=False)).rstrip()
+        for line in (headers, *rows)
+    ]
+    return "\n".join(lines)
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(value, indent=4))
+
+
+def _pairs(values: list[str], flag: str) -> dict[str, str]:
+    out = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not key:
+            raise UsageError(f"{flag} {item!r}: use KEY=VALUE")
+        out[key] = value if sep else ""
+    return out
+
+
+def _filters(values: list[str]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--filter {item!r}: use KEY=VALUE, e.g. name=web")
+        out.setdefault(key, []).append(value)
+    return out
+
+
+# --- network commands ---
+
+
+def cmd_network_create(client: ApiClient, args: argparse.Namespace) -> int:
+    options = _pairs(args.opt, "--opt")
+    if args.dns_ttl is not None:
+        options[OPT_DNS_TTL] = str(args.dns_ttl)
+    network_id = client.create_network(
+        args.name,
+        subnet=args.subnet,
+        ip_range=args.ip_range,
+        gateway=args.gateway,
+        ipv6=args.ipv6,
+        subnet6=args.subnet6,
+        ip_range6=args.ip_range6,
+        gateway6=args.gateway6,
+        internal=args.internal,
+        options=options,
+        labels=_pairs(args.label, "--label"),
+    )
+    _print_json({"Id": network_id}) if args.format == "json" else print(network_id)
+    return 0
+
+
+def _subnets(network: dict[str, Any]) -> str:
+    return ",".join(c.get("Subnet", "") for c in (network.get("IPAM") or {}).get("Config") or [])
+
+
+def cmd_network_ls(client: ApiClient, args: argparse.Namespace) -> int:
+    networks = client.networks(_filters(args.filter))
+    if args.format == "json":
+        _print_json(networks)
+    elif args.quiet:
+        print("\n".join(n["Id"][:12] for n in networks))
+    else:
+        rows = [
+            (
+                n["Id"][:12],
+                n["Name"],
+                n["Driver"],
+                n["Scope"],
+                _subnets(n),
+                str(len(n["Containers"])),
+            )
+            for n in networks
+        ]
+        print(table(("NETWORK ID", "NAME", "DRIVER", "SCOPE", "SUBNET", "SANDBOXES"), rows))
+    return 0
+
+
+def _each(refs: list[str], action: Callable[[str], Any]) -> int:
+    """Run `action` on every ref like docker does: report each failure, keep going."""
+    status = 0
+    for ref in refs:
+        try:
+            action(ref)
+        except ApiError as exc:
+            print(f"Error: {exc.message}", file=sys.stderr)
+            status = 1
+    return status
+
+
+def _inspect(fetch: Callable[[str], dict[str, Any]], refs: list[str]) -> int:
+    found: list[dict[str, Any]] = []
+    status = _each(refs, lambda ref: found.append(fetch(ref)))
+    _print_json(found)
+    return status
+
+
+def _remove(remove: Callable[[str], None], refs: list[str]) -> int:
+    return _each(refs, lambda ref: (remove(ref), print(ref)))
+
+
+def cmd_network_connect(client: ApiClient, args: argparse.Namespace) -> int:
+    client.connect(
+        args.network, args.sandbox, aliases=args.alias, ipv4=args.ip, ipv6=args.ip6, mac=args.mac
+    )
+    return 0
+
+
+def cmd_network_prune(client: ApiClient, args: argparse.Namespace) -> int:
+    if not args.force and sys.stdin.isatty():
+        answer = input("This removes every network no sandbox uses. Continue? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            return 0
+    removed = client.prune_networks(_filters(args.filter))
+    if args.format == "json":
+        _print_json({"NetworksDeleted": removed})
+    elif removed:
+        print("Deleted Networks:\n" + "\n".join(removed))
+    return 0
+
+
+# --- sandbox commands ---
+
+
+def cmd_sandbox_create(client: ApiClient, args: argparse.Namespace) -> int:
+    try:
+        sandbox_id = client.create_sandbox(
+            args.name,
+            netns=args.netns,
+            hostname=args.hostname,
+            dns=args.dns,
+            dns_search=args.dns_search or None,
+            dns_options=args.dns_option or None,
+            extra_hosts=args.add_host,
+            publish=args.publish,
+            network=args.network,
+            aliases=args.alias,
+            ipv4=args.ip,
+        )
+    except ValueError as exc:  # a --publish spec the client could not read
+        raise UsageError(f"--publish {exc}") from None
+    _print_json({"Id": sandbox_id}) if args.format == "json" else print(sandbox_id)
+    return 0
+
+
+def _addresses(sandbox: dict[str, Any]) -> str:
+    nets = sandbox.get("Networks") or {}
+    return ",".join(f"{name}={ep['IPAddress']}" for name, ep in nets.items())
+
+
+def cmd_sandbox_ls(client: ApiClient, args: argparse.Namespace) -> int:
+    sandboxes = client.sandboxes()
+    if args.format == "json":
+        _print_json(sandboxes)
+    elif args.quiet:
+        print("\n".join(s["Id"][:12] for s in sandboxes))
+    else:
+        rows = [
+            (s["Id"][:12], s["Name"], s["NetworkMode"], _addresses(s), s["NetNS"])
+            for s in sandboxes
+        ]
+        print(table(("SANDBOX ID", "NAME", "MODE", "NETWORKS", "NETNS"), rows))
+    return 0
+
+
+# Bind-mount the sandbox's files over /etc in a private mount namespace, then run the command;
+# `&&` so a failed mount stops the command instead of running it with the host's resolver.
+_EXEC_SCRIPT = (
+    'if [ -n "$1" ]; then mount --bind "$1" /etc/resolv.conf || exit 125; fi; '
+    'if [ -n "$2" ]; then mount --bind "$2" /etc/hosts || exit 125; fi; '
+    'shift 2 && exec "$@"'
+)
+
+
+def exec_argv(sandbox: dict[str, Any], command: Sequence[str]) -> list[str]:
+    """The argv that runs `command` in a sandbox's namespace with its resolv.conf and hosts."""
+    if not command:
+        raise UsageError("give the command to run after --, e.g. dnsd sandbox exec web -- sh")
+    if sandbox["NetworkMode"] == "host":
+        return list(command)  # the host's own namespace and files
+    resolv = sandbox.get("ResolvConfPath") or ""
+    hosts = sandbox.get("HostsPath") or ""
+    return [
+        "nsenter", f"--net={sandbox['NetNS']}",
+        "unshare", "--mount", "--propagation", "private",
+        "sh", "-c", _EXEC_SCRIPT, "dnsd-exec",
+        resolv if os.path.exists(resolv) else "",
+        hosts if os.path.exists(hosts) else "",
+        *command,
+    ]  # fmt: skip
+
+
+def cmd_sandbox_exec(client: ApiClient, args: argparse.Namespace) -> int:
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    argv = exec_argv(client.sandbox(args.sandbox), command)
+    sys.stdout.flush()
+    try:
+        os.execvp(argv[0], argv)
+    except OSError as exc:
+        print(f"Error: cannot run {argv[0]}: {exc.strerror}", file=sys.stderr)
+        return 127
+    return 0  # not reached: exec replaced this process
+
+
+# --- parser ---
+
+
+def _parents() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
+    conn = argparse.ArgumentParser(add_help=False)
+    conn.add_argument(
+        "--api-socket",
+        default=os.environ.get("DNSD_SOCKET", DEFAULT_API_SOCKET),
+        help="the daemon's unix socket (env DNSD_SOCKET; default %(default)s)",
+    )
+    conn.add_argument("--api-tcp", default=os.environ.get("DNSD_API_TCP"), metavar="HOST:PORT")
+    conn.add_argument("--api-token", default=os.environ.get("DNSD_API_TOKEN"))
+    fmt = argparse.ArgumentParser(add_help=False)
+    fmt.add_argument("--format", choices=("table", "json"), default="table")
+    return conn, fmt
+
+
+MANY: dict[str, Any] = {"action": "append", "default": []}
+FLAG: dict[str, Any] = {"action": "store_true"}
+JSON = ("--format", {"choices": ("json",), "default": "json", "help": "always JSON"})
+
+
+def _command(sub: Any, name: str, run: Any, parents: list, helptext: str, *specs: tuple) -> None:
+    """One subcommand; each spec is `(flag, ..., {add_argument keywords})` or `(flag, ...)`."""
+    aliases = {"ls": ["list"], "rm": ["remove"]}.get(name, [])
+    p = sub.add_parser(name, aliases=aliases, parents=parents, help=helptext)
+    for spec in specs:
+        kw = spec[-1] if isinstance(spec[-1], dict) else {}
+        p.add_argument(*(spec[:-1] if kw else spec), **kw)
+    p.set_defaults(run=run)
+
+
+def _add_serve(sub: Any) -> None:
+    _command(
+        sub, "serve", None, [], "run the daemon",
+        ("--state-dir", {"default": DEFAULT_STATE_DIR}),
+        ("--api-socket", {"default": DEFAULT_API_SOCKET}),
+        ("--api-tcp", {"metavar": "HOST:PORT", "help": "also listen on TCP (needs a token)"}),
+        ("--api-token", {"default": os.environ.get("DNSD_API_TOKEN")}),
+        ("--upstream", {**MANY, "metavar": "IP[:PORT]", "help": "repeat; default: the host's"}),
+        ("--host-resolv-conf", {"default": "/etc/resolv.conf", "metavar": "PATH"}),
+        ("--no-default-network", {**FLAG, "help": "do not create the `bridge` network"}),
+        ("--etc-netns-dir", {"default": "/etc/netns", "metavar": "PATH"}),
+        ("--log-level", {"choices": LOG_LEVELS, "default": "info"}),
+        ("--forward-deadline", {"type": float, "default": FORWARD_DEADLINE_S, "metavar": "S",
+                                "help": "a client gets SERVFAIL at the latest after this"}),
+        ("--max-inflight", {"type": int, "default": MAX_INFLIGHT_FORWARDS, "metavar": "N",
+                            "help": "forwarded queries waiting per sandbox; REFUSED past it"}),
+        ("--forward-rate", {"type": float, "default": None, "metavar": "QPS",
+                            "help": "forwarded queries/s per sandbox (default: unlimited)"}),
+        ("--reconcile-interval", {"type": float, "default": 10.0, "metavar": "S",
+                                  "help": "how often the kernel is checked against the state"}),
+    )  # fmt: skip
+
+
+def _add_network(sub: Any, conn: argparse.ArgumentParser, fmt: argparse.ArgumentParser) -> None:
+    net = sub.add_parser("network", help="manage networks")
+    net = net.add_subparsers(dest="action", required=True)
+    refs = ("refs", {"nargs": "+", "metavar": "NETWORK"})
+    filters = ("--filter", {**MANY, "metavar": "KEY=VALUE"})
+    _command(
+        net, "create", cmd_network_create, [conn, fmt], "create a bridge network",
+        ("name",), ("--subnet",), ("--ip-range",), ("--gateway",),
+        ("--subnet6",), ("--ip-range6",), ("--gateway6",),
+        ("--ipv6", {**FLAG, "help": "dual stack (needs --subnet6)"}),
+        ("--internal", {**FLAG, "help": "no route out of the network"}),
+        ("--opt", "-o", {**MANY, "metavar": "KEY=VALUE"}),
+        ("--label", {**MANY, "metavar": "KEY=VALUE"}),
+        ("--dns-ttl", {"type": int, "metavar": "SECONDS", "help": "answer TTL (default 0)"}),
+    )  # fmt: skip
+    _command(
+        net, "ls", cmd_network_ls, [conn, fmt], "list networks",
+        ("--filter", "-f", {**MANY, "metavar": "KEY=VALUE"}),
+        ("--quiet", "-q", {**FLAG, "help": "only ids"}),
+    )  # fmt: skip
+    _command(net, "inspect", lambda c, a: _inspect(c.network, a.refs), [conn], "show", refs, JSON)
+    _command(net, "rm", lambda c, a: _remove(c.remove_network, a.refs), [conn], "remove", refs)
+    _command(
+        net, "connect", cmd_network_connect, [conn], "connect a sandbox to a network",
+        ("network",), ("sandbox",), ("--alias", MANY), ("--ip",), ("--ip6",), ("--mac",),
+    )  # fmt: skip
+    _command(
+        net, "disconnect", lambda c, a: c.disconnect(a.network, a.sandbox, force=a.force),
+        [conn], "disconnect a sandbox", ("network",), ("sandbox",), ("--force", "-f", FLAG),
+    )  # fmt: skip
+    _command(
+        net, "prune", cmd_network_prune, [conn, fmt], "remove every unused network",
+        filters, ("--force", "-f", {**FLAG, "help": "do not ask"}),
+    )  # fmt: skip
+
+
+def _add_sandbox(sub: Any, conn: argparse.ArgumentParser, fmt: argparse.ArgumentParser) -> None:
+    box = sub.add_parser("sandbox", help="manage sandboxes (network namespaces)")
+    box = box.add_subparsers(dest="action", required=True)
+    refs = ("refs", {"nargs": "+", "metavar": "SANDBOX"})
+    _command(
+        box, "create", cmd_sandbox_create, [conn, fmt], "create a sandbox",
+        ("name",),
+        ("--netns", {"metavar": "PATH", "help": "adopt this namespace (default: make one)"}),
+        ("--hostname", {"default": ""}),
+        ("--network", {"default": "", "metavar": "NAME|none|host|container:NAME"}),
+        ("--alias", {**MANY, "help": "name on --network (repeat)"}),
+        ("--ip", {"help": "address on --network"}),
+        ("--dns", {**MANY, "metavar": "IP"}),
+        ("--dns-search", {**MANY, "metavar": "DOMAIN"}),
+        ("--dns-option", {**MANY, "metavar": "OPTION"}),
+        ("--add-host", {**MANY, "metavar": "NAME:IP"}),
+        ("--publish", "-p", {**MANY, "metavar": "[IP:]HOST_PORT:PORT[/PROTO]"}),
+    )  # fmt: skip
+    _command(
+        box, "ls", cmd_sandbox_ls, [conn, fmt], "list sandboxes",
+        ("--quiet", "-q", {**FLAG, "help": "only ids"}),
+    )  # fmt: skip
+    _command(box, "inspect", lambda c, a: _inspect(c.sandbox, a.refs), [conn], "show", refs, JSON)
+    _command(box, "rm", lambda c, a: _remove(c.remove_sandbox, a.refs), [conn], "remove", refs)
+    _command(
+        box, "exec", cmd_sandbox_exec, [conn], "run a command inside a sandbox",
+        ("sandbox",), ("command", {"nargs": argparse.REMAINDER, "metavar": "-- COMMAND"}),
+    )  # fmt: skip
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dnsd", description="Embedded DNS and networks for sandboxes (network namespaces)."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    conn, fmt = _parents()
+    _add_serve(sub)
+    _add_network(sub, conn, fmt)
+    _add_sandbox(sub, conn, fmt)
+    return parser
+
+
+def _client(args: argparse.Namespace) -> ApiClient:
+    if args.api_tcp:
+        return ApiClient(tcp=_host_port(args.api_tcp, "--api-tcp"), token=args.api_token)
+    return ApiClient(socket_path=args.api_socket, token=args.api_token)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The `dnsd` command; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "serve":
+            return cmd_serve(args)
+        return int(args.run(_client(args), args) or 0)
+    except UsageError as exc:
+        print(f"dnsd: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except ApiError as exc:
+        print(f"Error: {exc.message}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130

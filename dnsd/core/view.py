@@ -1,0 +1,221 @@
+"""The zone view: what each sandbox's 127.0.0.11 answers, pre-packed once per registry snapshot.
+
+Built off the hot path whenever the registry changes; the daemon swaps the reference atomically
+(aardvark's ArcSwap), so queries never take a lock. Records are indexed per network and merged
+per distinct *set* of networks, so 1,000 sandboxes on one network share one table.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+
+from netcore.errors import InvalidArgument
+from netcore.model import Endpoint, Network, Sandbox, Snapshot
+
+from . import wire
+
+# Pre-packed answer records of one (name, type), in canonical order (sorted by rdata): the
+# answer shuffles a copy, so the oracle can reproduce it with the same seeded rng.
+RecordSet = tuple[bytes, ...]
+# Lower-cased wire name -> {qtype: records}. The inner dicts are never mutated after build.
+NameTable = Mapping[bytes, dict[int, RecordSet]]
+
+_VALID_NDOTS = re.compile(r"ndots:[0-9]+")  # same rule as dnsd.resolvconf
+_MAX_TTL = 2**31 - 1  # RFC 2181 8: TTLs are 31-bit
+_NO_ZONE_MODES = ("none", "host")
+
+
+@dataclass(frozen=True, slots=True)
+class SandboxZone:
+    """What one sandbox may see: the merged table of its networks, and its forwarding rules."""
+
+    sandbox_id: str
+    names: NameTable
+    network_ids: frozenset[str]
+    internal_only: bool  # every network is internal: never forward through the host
+    explicit_ndots: bool  # single-label A/AAAA it does not own get an empty NOERROR
+
+
+@dataclass(frozen=True, slots=True)
+class ZoneView:
+    """Read-only index of every sandbox's zone, for one registry revision."""
+
+    revision: int
+    zones: Mapping[str, SandboxZone]
+    snapshot: Snapshot  # kept for the oracle and for debugging; not read on the hot path
+    host_explicit_ndots: bool = False
+
+
+def build_view(snapshot: Snapshot, *, host_explicit_ndots: bool = False) -> ZoneView:
+    """Index `snapshot` for answering.
+
+    `host_explicit_ndots`: the host's resolv.conf sets ndots, which sandboxes without their own
+    `dns_options` inherit (see dnsd.resolvconf.explicit_ndots).
+    """
+    networks = {network.id: network for network in snapshot.networks}
+    sandboxes = {sandbox.id: sandbox for sandbox in snapshot.sandboxes}
+    endpoints_by_network: dict[str, list[Endpoint]] = defaultdict(list)
+    networks_by_sandbox: dict[str, set[str]] = defaultdict(set)
+    for endpoint in snapshot.endpoints:
+        if endpoint.network_id in networks and endpoint.sandbox_id in sandboxes:
+            endpoints_by_network[endpoint.network_id].append(endpoint)
+            networks_by_sandbox[endpoint.sandbox_id].add(endpoint.network_id)
+    roots = {sid: root_sandbox(sandbox, sandboxes) for sid, sandbox in sandboxes.items()}
+    joiners: dict[str, list[Sandbox]] = defaultdict(list)
+    for sid, root in roots.items():
+        if root is not None and root.id != sid:
+            joiners[root.id].append(sandboxes[sid])
+
+    per_network = {
+        nid: _network_records(networks[nid], eps, sandboxes, joiners)
+        for nid, eps in endpoints_by_network.items()
+    }
+    interned: dict[bytes, bytes] = {}
+    tables: dict[frozenset[str], NameTable] = {}
+    zones: dict[str, SandboxZone] = {}
+    for sid, sandbox in sandboxes.items():
+        root = roots[sid]
+        if sandbox.mode in _NO_ZONE_MODES or root is None or root.mode in _NO_ZONE_MODES:
+            continue  # no listener of ours; answer() forwards if asked anyway
+        network_ids = frozenset(networks_by_sandbox.get(root.id, ()))
+        if not network_ids:
+            continue
+        table = tables.get(network_ids)
+        if table is None:
+            records = _merge([per_network[nid] for nid in sorted(network_ids)])
+            table = tables[network_ids] = _pack_table(records, interned)
+        options = root.dns_options
+        zones[sid] = SandboxZone(
+            sandbox_id=sid,
+            names=table,
+            network_ids=network_ids,
+            internal_only=all(networks[nid].internal for nid in network_ids),
+            explicit_ndots=host_explicit_ndots
+            if options is None
+            else any(_VALID_NDOTS.fullmatch(option) for option in options),
+        )
+    return ZoneView(snapshot.revision, MappingProxyType(zones), snapshot, host_explicit_ndots)
+
+
+def root_sandbox(sandbox: Sandbox, sandboxes: Mapping[str, Sandbox]) -> Sandbox | None:
+    """The sandbox whose namespace `sandbox` uses: itself, or the end of its `joined_to` chain.
+
+    None when the chain is broken (joined to a sandbox that is gone) or loops.
+    """
+    seen = {sandbox.id}
+    while sandbox.mode == "container":
+        target = sandboxes.get(sandbox.joined_to or "")
+        if target is None or target.id in seen:
+            return None
+        seen.add(target.id)
+        sandbox = target
+    return sandbox
+
+
+def sandbox_names(sandbox: Sandbox, aliases: tuple[str, ...], network_name: str) -> Iterator[str]:
+    """Every name of `sandbox` on a network: name, hostname, aliases, 12-hex id, and each + `.net`.
+
+    The network suffix is matched case-insensitively like every other label (RFC 4343); Docker
+    20.10 matches it case-sensitively (row L10): a deliberate difference.
+    """
+    for name in (sandbox.name, sandbox.hostname, *aliases, sandbox.id[:12]):
+        base = name[:-1] if name.endswith(".") else name
+        if base:
+            yield base
+            yield f"{base}.{network_name}"
+
+
+# Lower-cased name -> {type: {rdata}} of one network; all with the network's dns_ttl.
+_Raw = dict[bytes, dict[int, set[bytes]]]
+
+
+def _network_records(
+    network: Network,
+    endpoints: list[Endpoint],
+    sandboxes: Mapping[str, Sandbox],
+    joiners: Mapping[str, list[Sandbox]],
+) -> tuple[_Raw, int]:
+    raw: _Raw = defaultdict(lambda: defaultdict(set))
+    for endpoint in endpoints:
+        owner = sandboxes[endpoint.sandbox_id]
+        # A sandbox in container mode shares the owner's namespace: its names resolve to the
+        # owner's addresses on the owner's networks; the reverse names stay the owner's.
+        for member in (owner, *joiners.get(owner.id, ())):
+            aliases = endpoint.aliases if member is owner else ()
+            _add_member(raw, network, endpoint, member, aliases)
+        owner_target = _try_encode(f"{owner.name}.{network.name}")
+        if owner_target is not None:
+            for address in (endpoint.ipv4, endpoint.ipv6):
+                if address is not None:
+                    _add(raw, wire.reverse_name(address), wire.TYPE_PTR, owner_target)
+    return raw, network.dns_ttl
+
+
+def _add_member(
+    raw: _Raw, network: Network, endpoint: Endpoint, member: Sandbox, aliases: tuple[str, ...]
+) -> None:
+    target = _try_encode(f"{member.name}.{network.name}")
+    for name in sandbox_names(member, aliases, network.name):
+        _add(raw, name, wire.TYPE_A, wire.pack_a(endpoint.ipv4))
+        if endpoint.ipv6 is not None:
+            _add(raw, name, wire.TYPE_AAAA, wire.pack_aaaa(endpoint.ipv6))
+        if target is None:
+            continue
+        for port in member.ports:
+            srv = wire.pack_srv_fixed(0, 0, port.container_port) + target
+            _add(raw, f"_{port.container_port}._{port.proto}.{name}", wire.TYPE_SRV, srv)
+
+
+def _try_encode(name: str) -> bytes | None:
+    """Wire form of `name`, or None when it cannot be a DNS name.
+
+    Names are validated at the API edge; skipping odd ones here keeps one bad name (say, from
+    an old store) from taking every sandbox's DNS down.
+    """
+    try:
+        return wire.encode_name(name)
+    except InvalidArgument:
+        return None
+
+
+def _add(raw: _Raw, name: str, rtype: int, rdata: bytes) -> None:
+    key = _try_encode(name)
+    if key is not None:
+        raw[key.lower()][rtype].add(rdata)
+
+
+def _merge(parts: list[tuple[_Raw, int]]) -> dict[bytes, dict[int, tuple[set[bytes], int]]]:
+    """Union of the networks' records; an RRset's TTL is the minimum of the networks in it."""
+    merged: dict[bytes, dict[int, tuple[set[bytes], int]]] = {}
+    for raw, ttl in parts:
+        for key, types in raw.items():
+            node = merged.setdefault(key, {})
+            for rtype, rdatas in types.items():
+                known = node.get(rtype)
+                if known is None:
+                    node[rtype] = (set(rdatas), ttl)
+                else:
+                    node[rtype] = (known[0] | rdatas, min(known[1], ttl))
+    return merged
+
+
+def _pack_table(
+    merged: dict[bytes, dict[int, tuple[set[bytes], int]]], interned: dict[bytes, bytes]
+) -> NameTable:
+    # Interning shares identical keys and records between the tables of overlapping network
+    # sets: with many sets, memory then grows with the distinct records, not with the sets.
+    table: dict[bytes, dict[int, RecordSet]] = {}
+    for key, types in merged.items():
+        node: dict[int, RecordSet] = {}
+        for rtype, (rdatas, ttl) in types.items():
+            ttl = max(0, min(ttl, _MAX_TTL))
+            node[rtype] = tuple(
+                interned.setdefault(rr, rr)
+                for rr in (wire.pack_rr(rtype, ttl, rdata) for rdata in sorted(rdatas))
+            )
+        table[interned.setdefault(key, key)] = node
+    return MappingProxyType(table)
