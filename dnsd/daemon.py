@@ -11,9 +11,6 @@ import contextlib
 import logging
 import os
 import signal
-import stat
-
-from aiohttp import web
 
 from netcore.engine import Engine, EngineConfig
 from netcore.errors import NetcoreError
@@ -22,6 +19,7 @@ from netcore.registry import Registry
 from netcore.store import open_store
 
 from . import __version__
+from .api.app import create_app, start_tcp, start_unix
 from .config import DaemonConfig
 from .forward.forwarder import Forwarder
 from .forward.health import UpstreamHealth
@@ -76,15 +74,15 @@ async def serve(config: DaemonConfig, ready: asyncio.Event | None = None) -> int
     )
     service = DnsService(loop, config, forwarder)
     registry.subscribe(service.on_snapshot)
+    # The socket first: a second daemon on the same socket stops here, before it touches the
+    # kernel. Requests that arrive during start-up wait for the engine's lock.
+    runners = [await start_unix(create_app(engine, version=__version__), config.api_socket)]
+    if config.api_tcp:
+        host, _, port = config.api_tcp.rpartition(":")
+        app = create_app(engine, token=config.api_token, version=__version__)
+        runners.append(await start_tcp(app, host.strip("[]") or "127.0.0.1", int(port)))
     await asyncio.to_thread(engine.start)
     await asyncio.to_thread(service.on_snapshot, registry.snapshot(), force=True)
-
-    from .api.app import create_app
-
-    app = create_app(engine, token=config.api_token, version=__version__)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await _start_sites(runner, config)
 
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -110,28 +108,14 @@ async def serve(config: DaemonConfig, ready: asyncio.Event | None = None) -> int
     log.info("dnsd stopping")
     for task in tasks:
         task.cancel()
-    await runner.cleanup()
+    for runner in runners:
+        await runner.cleanup()
     await service.close()
     store.close()
     kernel.close()
     with contextlib.suppress(OSError):
         os.unlink(config.api_socket)
     return 0
-
-
-async def _start_sites(runner: web.AppRunner, config: DaemonConfig) -> None:
-    directory = os.path.dirname(config.api_socket)
-    if directory:
-        os.makedirs(directory, mode=0o755, exist_ok=True)
-    with contextlib.suppress(FileNotFoundError):
-        if stat.S_ISSOCK(os.stat(config.api_socket).st_mode):
-            os.unlink(config.api_socket)  # a stale socket of a killed daemon
-    site = web.UnixSite(runner, config.api_socket)
-    await site.start()
-    os.chmod(config.api_socket, 0o660)
-    if config.api_tcp:
-        host, _, port = config.api_tcp.rpartition(":")
-        await web.TCPSite(runner, host.strip("[]") or "127.0.0.1", int(port)).start()
 
 
 async def _watch_host_file(config: DaemonConfig, service: DnsService) -> None:
