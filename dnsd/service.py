@@ -21,7 +21,8 @@ from netcore.model import Sandbox, Snapshot
 
 from .config import DaemonConfig
 from .core.answer import Forward
-from .core.view import ZoneView, build_view, root_sandbox
+from .core.incremental import ViewBuilder
+from .core.view import ZoneView, root_sandbox
 from .core.wire import SERVFAIL as RCODE_SERVFAIL
 from .core.wire import empty_reply
 from .files import write_managed
@@ -72,7 +73,8 @@ class DnsService:
         self.forwarder = forwarder
         self.host = HostResolv.load(config)
         self.listeners: dict[str, SandboxListener] = {}
-        self._view = build_view(Snapshot())
+        self._views = ViewBuilder()  # re-packs only what each change touched
+        self._view = self._views.build(Snapshot())
         self._snapshot = Snapshot()
         self._sandboxes: dict[str, Sandbox] = {}
         self._upstreams: dict[str, tuple[Upstream, ...]] = {}
@@ -123,7 +125,7 @@ class DnsService:
             self._upstreams = {
                 sid: sandbox_upstreams(sb.dns, self.host.upstreams) for sid, sb in sandboxes.items()
             }
-            self._view = build_view(snapshot, host_explicit_ndots=self.host.explicit_ndots)
+            self._view = self._views.build(snapshot, host_explicit_ndots=self.host.explicit_ndots)
             self._reconcile_listeners(snapshot, sandboxes)
             self._write_files(snapshot, sandboxes)
 

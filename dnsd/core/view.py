@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
@@ -51,11 +51,43 @@ class ZoneView:
 
 
 def build_view(snapshot: Snapshot, *, host_explicit_ndots: bool = False) -> ZoneView:
-    """Index `snapshot` for answering.
+    """Index `snapshot` for answering (from scratch; the daemon uses the incremental
+    `dnsd.core.incremental.ViewBuilder`, which gives the same view).
 
     `host_explicit_ndots`: the host's resolv.conf sets ndots, which sandboxes without their own
     `dns_options` inherit (see dnsd.resolvconf.explicit_ndots).
     """
+    index = index_snapshot(snapshot)
+    per_network = {
+        nid: _network_records(index.networks[nid], eps, index.sandboxes, index.joiners)
+        for nid, eps in index.endpoints_by_network.items()
+    }
+    interned: dict[bytes, bytes] = {}
+    tables: dict[frozenset[str], NameTable] = {}
+
+    def table_for(network_ids: frozenset[str]) -> NameTable:
+        table = tables.get(network_ids)
+        if table is None:
+            records = _merge([per_network[nid] for nid in sorted(network_ids)])
+            table = tables[network_ids] = _pack_table(records, interned)
+        return table
+
+    return assemble_view(snapshot, index, table_for, host_explicit_ndots)
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotIndex:
+    """A snapshot's objects by id, and who is where."""
+
+    networks: dict[str, Network]
+    sandboxes: dict[str, Sandbox]
+    endpoints_by_network: dict[str, list[Endpoint]]
+    networks_by_sandbox: dict[str, set[str]]
+    roots: dict[str, Sandbox | None]
+    joiners: dict[str, list[Sandbox]]
+
+
+def index_snapshot(snapshot: Snapshot) -> SnapshotIndex:
     networks = {network.id: network for network in snapshot.networks}
     sandboxes = {sandbox.id: sandbox for sandbox in snapshot.sandboxes}
     endpoints_by_network: dict[str, list[Endpoint]] = defaultdict(list)
@@ -69,31 +101,32 @@ def build_view(snapshot: Snapshot, *, host_explicit_ndots: bool = False) -> Zone
     for sid, root in roots.items():
         if root is not None and root.id != sid:
             joiners[root.id].append(sandboxes[sid])
+    return SnapshotIndex(
+        networks, sandboxes, endpoints_by_network, networks_by_sandbox, roots, joiners
+    )
 
-    per_network = {
-        nid: _network_records(networks[nid], eps, sandboxes, joiners)
-        for nid, eps in endpoints_by_network.items()
-    }
-    interned: dict[bytes, bytes] = {}
-    tables: dict[frozenset[str], NameTable] = {}
+
+def assemble_view(
+    snapshot: Snapshot,
+    index: SnapshotIndex,
+    table_for: Callable[[frozenset[str]], NameTable],
+    host_explicit_ndots: bool,
+) -> ZoneView:
+    """One zone per sandbox with a listener: the table of its set of networks, its flags."""
     zones: dict[str, SandboxZone] = {}
-    for sid, sandbox in sandboxes.items():
-        root = roots[sid]
+    for sid, sandbox in index.sandboxes.items():
+        root = index.roots[sid]
         if sandbox.mode in _NO_ZONE_MODES or root is None or root.mode in _NO_ZONE_MODES:
             continue  # no listener of ours; answer() forwards if asked anyway
-        network_ids = frozenset(networks_by_sandbox.get(root.id, ()))
+        network_ids = frozenset(index.networks_by_sandbox.get(root.id, ()))
         if not network_ids:
             continue
-        table = tables.get(network_ids)
-        if table is None:
-            records = _merge([per_network[nid] for nid in sorted(network_ids)])
-            table = tables[network_ids] = _pack_table(records, interned)
         options = root.dns_options
         zones[sid] = SandboxZone(
             sandbox_id=sid,
-            names=table,
+            names=table_for(network_ids),
             network_ids=network_ids,
-            internal_only=all(networks[nid].internal for nid in network_ids),
+            internal_only=all(index.networks[nid].internal for nid in network_ids),
             explicit_ndots=host_explicit_ndots
             if options is None
             else any(_VALID_NDOTS.fullmatch(option) for option in options),
@@ -142,17 +175,29 @@ def _network_records(
     raw: _Raw = defaultdict(lambda: defaultdict(set))
     for endpoint in endpoints:
         owner = sandboxes[endpoint.sandbox_id]
-        # A sandbox in container mode shares the owner's namespace: its names resolve to the
-        # owner's addresses on the owner's networks; the reverse names stay the owner's.
-        for member in (owner, *joiners.get(owner.id, ())):
-            aliases = endpoint.aliases if member is owner else ()
-            _add_member(raw, network, endpoint, member, aliases)
-        owner_target = _try_encode(f"{owner.name}.{network.name}")
-        if owner_target is not None:
-            for address in (endpoint.ipv4, endpoint.ipv6):
-                if address is not None:
-                    _add(raw, wire.reverse_name(address), wire.TYPE_PTR, owner_target)
+        part = endpoint_records(network, endpoint, owner, tuple(joiners.get(owner.id, ())))
+        for key, types in part.items():
+            for rtype, rdatas in types.items():
+                raw[key][rtype] |= rdatas
     return raw, network.dns_ttl
+
+
+def endpoint_records(
+    network: Network, endpoint: Endpoint, owner: Sandbox, joiners: tuple[Sandbox, ...]
+) -> _Raw:
+    """The records one endpoint contributes to its network's table."""
+    raw: _Raw = defaultdict(lambda: defaultdict(set))
+    # A sandbox in container mode shares the owner's namespace: its names resolve to the
+    # owner's addresses on the owner's networks; the reverse names stay the owner's.
+    for member in (owner, *joiners):
+        aliases = endpoint.aliases if member is owner else ()
+        _add_member(raw, network, endpoint, member, aliases)
+    owner_target = _try_encode(f"{owner.name}.{network.name}")
+    if owner_target is not None:
+        for address in (endpoint.ipv4, endpoint.ipv6):
+            if address is not None:
+                _add(raw, wire.reverse_name(address), wire.TYPE_PTR, owner_target)
+    return raw
 
 
 def _add_member(

@@ -1,0 +1,40 @@
+"""The daemon's incremental view builder gives exactly what `build_view` gives from scratch."""
+
+from __future__ import annotations
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from dnsd.core.incremental import ViewBuilder
+from dnsd.core.view import ZoneView, build_view
+
+from .test_fast_vs_slow import snapshots
+
+
+def _plain(view: ZoneView) -> dict:
+    return {
+        sid: (dict(zone.names), zone.network_ids, zone.internal_only, zone.explicit_ndots)
+        for sid, zone in view.zones.items()
+    }
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow], database=None
+)
+@given(st.lists(snapshots(), min_size=2, max_size=6), st.booleans())
+def test_successive_builds_equal_fresh_builds(sequence, ndots):
+    builder = ViewBuilder()
+    for snapshot in sequence:
+        assert _plain(builder.build(snapshot, host_explicit_ndots=ndots)) == _plain(
+            build_view(snapshot, host_explicit_ndots=ndots)
+        )
+
+
+@settings(max_examples=60, deadline=None, database=None)
+@given(snapshots(), snapshots())
+def test_a_view_handed_out_never_changes(first, second):
+    builder = ViewBuilder()
+    view = builder.build(first)
+    before = _plain(view)
+    builder.build(second)
+    assert _plain(view) == before
