@@ -14,9 +14,10 @@ import os
 import shutil
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from .endpoints import gateway_successor, plan_endpoint
 from .errors import (
     Conflict,
     InvalidArgument,
@@ -26,8 +27,6 @@ from .errors import (
     NotFound,
     VanishedNamespace,
 )
-from .ipam.allocator import SubnetAllocator
-from .ipam.mac import mac_from_ipv4, validate_mac
 from .ipam.pools import check_overlap, resolve_ipv4, resolve_ipv6
 from .kernel.base import AttachSpec, Kernel
 from .kernel.netns import named_path
@@ -282,7 +281,8 @@ class Engine:
                     f"namespace {sandbox.netns_path} of sandbox {sandbox.name} is gone: "
                     "remove the sandbox"
                 )
-            endpoint = self._new_endpoint(network, sandbox, req)
+            plan = plan_endpoint(self.registry, network, sandbox, req)
+            endpoint = plan.endpoint
             spec = AttachSpec(endpoint, network, sandbox.netns_path, endpoint.is_gateway)
             self._with_intent(
                 {"op": "connect", "endpoint": to_dict(endpoint)},
@@ -291,65 +291,10 @@ class Engine:
                     self.kernel.delete_link(endpoint.host_ifname),
                     self._apply_firewall(),
                 ),
-                done=[put(endpoint), *self._cursor_ops(network.id, endpoint)],
+                done=[put(endpoint), *plan.cursors],
             )
             log.info("connected: %s to %s as %s", sandbox.name, network.name, endpoint.ipv4)
             return endpoint
-
-    def _new_endpoint(self, network: Network, sandbox: Sandbox, req: ConnectRequest) -> Endpoint:
-        mine = self.registry.endpoints_of(sandbox.id)
-        used_if = {e.ifname for e in mine}
-        ifname = next(f"eth{i}" for i in range(len(used_if) + 1) if f"eth{i}" not in used_if)
-        ipv4 = self._allocator(network, 4).allocate(req.ipv4 and _ip(req.ipv4))
-        ipv6 = None
-        if network.ipv6 is not None:
-            ipv6 = self._allocator(network, 6).allocate(req.ipv6 and _ip(req.ipv6))
-        elif req.ipv6:
-            raise InvalidArgument(f"network {network.name} has no IPv6 subnet", field="IPv6Address")
-        endpoint_id = new_id()
-        gateway = not network.internal and not any(e.is_gateway for e in mine)
-        return Endpoint(
-            id=endpoint_id,
-            network_id=network.id,
-            sandbox_id=sandbox.id,
-            ifname=ifname,
-            host_ifname=f"veth{endpoint_id[:11]}",
-            mac=validate_mac(req.mac) if req.mac else mac_from_ipv4(ipv4),
-            ipv4=ipv4,  # type: ignore[arg-type]
-            ipv6=ipv6,  # type: ignore[arg-type]
-            aliases=tuple(dict.fromkeys(req.aliases)),
-            is_gateway=gateway,
-        )
-
-    def _allocator(self, network: Network, version: int) -> SubnetAllocator:
-        """The allocator of a network, rebuilt from committed and in-flight endpoints."""
-        pending = [
-            i["endpoint"] for i in self.registry.intents.values() if i.get("op") == "connect"
-        ]
-        if version == 4:
-            side = network.ipv4
-            used = [e.ipv4 for e in self.registry.endpoints_on(network.id)]
-            used += [_ip(p["ipv4"]) for p in pending if p["network_id"] == network.id]
-        else:
-            assert network.ipv6 is not None
-            side = network.ipv6  # type: ignore[assignment]
-            used = [e.ipv6 for e in self.registry.endpoints_on(network.id) if e.ipv6]
-            used += [_ip(p["ipv6"]) for p in pending if p["network_id"] == network.id and p["ipv6"]]
-        cursor = self.registry.meta.get(f"cursor{version}:{network.id}", {}).get("value")
-        return SubnetAllocator(
-            side.subnet,
-            side.gateway,
-            side.ip_range,
-            allocated=used,
-            cursor=_ip(cursor) if cursor else None,
-        )
-
-    def _cursor_ops(self, network_id: str, endpoint: Endpoint) -> list[Put]:
-        # Serial allocation continues after the last address handed out, across restarts.
-        ops = [Put("meta", f"cursor4:{network_id}", {"value": str(endpoint.ipv4)})]
-        if endpoint.ipv6 is not None:
-            ops.append(Put("meta", f"cursor6:{network_id}", {"value": str(endpoint.ipv6)}))
-        return ops
 
     def disconnect(self, network_ref: str, sandbox_ref: str, *, force: bool = False) -> None:
         with self._lock:
@@ -358,7 +303,7 @@ class Engine:
             endpoint = self.registry.endpoint(network.id, sandbox.id)
             if endpoint is None:
                 raise NotFound(f"sandbox {sandbox.name} is not connected to network {network.name}")
-            successor = self._gateway_successor(sandbox, endpoint)
+            successor = gateway_successor(self.registry, sandbox, endpoint)
             ops: list[Put | Delete] = [delete(endpoint)]
             if successor is not None:
                 ops.append(put(successor))
@@ -367,15 +312,6 @@ class Engine:
                 ops,
                 lambda: self._finish_disconnect(sandbox, endpoint, successor),
             )
-
-    def _gateway_successor(self, sandbox: Sandbox, leaving: Endpoint) -> Endpoint | None:
-        """The endpoint that takes over the default route when the gateway endpoint leaves."""
-        if not leaving.is_gateway:
-            return None
-        for other in self.registry.endpoints_of(sandbox.id):
-            if other.id != leaving.id and not self.registry.networks[other.network_id].internal:
-                return replace(other, is_gateway=True)
-        return None
 
     def _finish_disconnect(
         self, sandbox: Sandbox, endpoint: Endpoint, successor: Endpoint | None
@@ -471,8 +407,3 @@ class Engine:
     def _host_prefixes(self) -> list:
         return list(self.kernel.host_links().prefixes)
 
-
-def _ip(value: str):
-    import ipaddress
-
-    return ipaddress.ip_address(value)

@@ -257,3 +257,12 @@ def test_prune_removes_only_unused_user_networks(engine):
     _sandbox(engine, "a", network_mode="used")
     assert engine.prune_networks() == ["idle"]
     assert {n.name for n in engine.registry.networks.values()} == {"bridge", "used"}
+
+
+def test_a_requested_address_does_not_move_serial_allocation(engine):
+    engine.create_network(NetworkRequest.build("netA", subnet="10.1.0.0/24"))
+    for name in ("a", "b", "c"):
+        _sandbox(engine, name)
+    assert str(engine.connect("netA", "a", ConnectRequest()).ipv4) == "10.1.0.2"
+    assert str(engine.connect("netA", "b", ConnectRequest(ipv4="10.1.0.50")).ipv4) == "10.1.0.50"
+    assert str(engine.connect("netA", "c", ConnectRequest()).ipv4) == "10.1.0.3"
