@@ -118,10 +118,10 @@ class Registry:
 
     def find_network(self, ref: str) -> Network:
         """A network by full id, name, or unique id prefix (Docker's lookup order)."""
-        return _find(self.networks.values(), ref, NetworkNotFound, "network")
+        return find_ref(self.networks.values(), ref, NetworkNotFound, f"network {ref} not found")
 
     def find_sandbox(self, ref: str) -> Sandbox:
-        return _find(self.sandboxes.values(), ref, SandboxNotFound, "sandbox")
+        return find_ref(self.sandboxes.values(), ref, SandboxNotFound, f"No such sandbox: {ref}")
 
     def endpoints_of(self, sandbox_id: str) -> list[Endpoint]:
         return sorted(
@@ -143,17 +143,25 @@ class Registry:
         return [s for s in self.sandboxes.values() if s.joined_to == sandbox_id]
 
 
-def _find(objects: Iterable[Network | Sandbox], ref: str, error: type[NotFound], what: str) -> Any:
-    items = list(objects)
+def find_ref(items: Iterable[Any], ref: str, error: type[NotFound], missing: str) -> Any:
+    """An object by full id, name, or unique id prefix (Docker's lookup order).
+
+    Raises `error(missing)` when nothing matches, and `error` naming the ambiguity when an id
+    prefix matches several objects.
+    """
+    items = list(items)
     for obj in items:
         if obj.id == ref:
             return obj
     for obj in items:
         if obj.name == ref:
             return obj
-    matches = [o for o in items if ref and o.id.startswith(ref)]
+    matches = [o for o in items if ref and o.id.startswith(ref.lower())]
     if len(matches) == 1:
         return matches[0]
     if len(matches) > 1:
-        raise error(f"{what} id prefix {ref!r} is ambiguous: give more characters or the name")
-    raise error(f"{what} {ref!r} not found")
+        raise error(
+            f"{ref} is ambiguous ({len(matches)} matches found based on id prefix): "
+            "give more characters or the name"
+        )
+    raise error(missing)

@@ -13,6 +13,7 @@ from typing import Any
 
 from netcore.errors import NetworkNotFound, SandboxNotFound
 from netcore.model import Endpoint, Network, Sandbox, Snapshot
+from netcore.registry import find_ref
 
 API_VERSION = "1.41"  # what Debian's docker.io 20.10 speaks; newer clients negotiate down to it
 MIN_API_VERSION = "1.24"
@@ -48,29 +49,11 @@ def all_networks(snapshot: Snapshot) -> list[AnyNetwork]:
 
 def find_network(snapshot: Snapshot, ref: str) -> AnyNetwork:
     """A network by full id, name, or unique id prefix (Docker's order)."""
-    return _find(all_networks(snapshot), ref, NetworkNotFound, f"network {ref} not found")
+    return find_ref(all_networks(snapshot), ref, NetworkNotFound, f"network {ref} not found")
 
 
 def find_sandbox(snapshot: Snapshot, ref: str) -> Sandbox:
-    return _find(list(snapshot.sandboxes), ref, SandboxNotFound, f"No such sandbox: {ref}")
-
-
-def _find(items: list[Any], ref: str, error: type[Exception], missing: str) -> Any:
-    for obj in items:
-        if obj.id == ref:
-            return obj
-    for obj in items:
-        if obj.name == ref:
-            return obj
-    matches = [o for o in items if ref and o.id.startswith(ref.lower())]
-    if len(matches) == 1:
-        return matches[0]
-    if len(matches) > 1:
-        raise error(
-            f"{ref} is ambiguous ({len(matches)} matches found based on id prefix): "
-            "give more characters or the name"
-        )
-    raise error(missing)
+    return find_ref(snapshot.sandboxes, ref, SandboxNotFound, f"No such sandbox: {ref}")
 
 
 # --- networks ---
