@@ -125,3 +125,16 @@ def test_ttl_is_a_network_setting(daemon):
     out30 = h.sandbox_exec("t30", "dig", "+noall", "+answer", "@127.0.0.11", h.sandbox_name("t30"))
     assert out0.stdout.split()[1] == "0"
     assert out30.stdout.split()[1] == "30"
+
+
+def test_mtu_option_reaches_bridge_and_sandbox(daemon):
+    h = daemon
+    net = h.network(
+        "small",
+        IPAM={"Config": [{"Subnet": "10.97.0.0/24"}]},
+        Options={"com.docker.network.driver.mtu": "1400"},
+    )
+    h.sandbox("m1", "small")
+    bridge = h.exec("ip", "-o", "link", "show", f"br-{net['Id'][:12]}").stdout
+    assert "mtu 1400" in bridge
+    assert "mtu 1400" in h.sandbox_exec("m1", "ip", "-o", "link", "show", "eth0").stdout
