@@ -86,14 +86,22 @@ class Batch:
             hdr = self._send[i].msg_hdr
             hdr.msg_iov = ctypes.pointer(self._send_iov[i])
             hdr.msg_iovlen = 1
+            # Reply slot i starts out addressed to the sender of datagram i: when every query
+            # of a batch is answered locally (the usual case) no address is set per reply.
+            hdr.msg_name = names + i * _SOCKADDR_SIZE
+        # Indexing a ctypes array builds a new object each time: keep one per slot.
+        self._iov_slots = [self._send_iov[i] for i in range(size)]
+        self._hdr_slots = [self._send[i].msg_hdr for i in range(size)]
+        self._recv_hdrs = [self._recv[i].msg_hdr for i in range(size)]
+        self._addressed = list(range(size))  # slot -> index of the datagram it answers
         self._pending = 0
         self._recv_addr = ctypes.addressof(self._recv)
         self._send_addr = ctypes.addressof(self._send)
 
     def recv(self, fd: int) -> list[bytes]:
         """Up to `size` datagrams waiting on `fd` (empty when none)."""
-        for i in range(self.size):  # the kernel shrinks it to what it wrote
-            self._recv[i].msg_hdr.msg_namelen = _SOCKADDR_SIZE
+        for hdr in self._recv_hdrs:  # the kernel shrinks it to what it wrote
+            hdr.msg_namelen = _SOCKADDR_SIZE
         n = _recvmmsg(fd, self._recv_addr, self.size, _MSG_DONTWAIT, None)
         if n <= 0:
             err = ctypes.get_errno()
@@ -112,10 +120,12 @@ class Batch:
         slot = self._pending
         self._pending = slot + 1
         _memmove(self._out_addr + slot * MAX_DATAGRAM, data, size)
-        self._send_iov[slot].iov_len = size
-        hdr = self._send[slot].msg_hdr
-        hdr.msg_name = self._names_addr + index * _SOCKADDR_SIZE
-        hdr.msg_namelen = self._recv[index].msg_hdr.msg_namelen
+        self._iov_slots[slot].iov_len = size
+        hdr = self._hdr_slots[slot]
+        if self._addressed[slot] != index:
+            hdr.msg_name = self._names_addr + index * _SOCKADDR_SIZE
+            self._addressed[slot] = index
+        hdr.msg_namelen = self._recv_hdrs[index].msg_namelen
         return True
 
     def flush(self, fd: int) -> None:
