@@ -1,11 +1,14 @@
 """Batched datagram I/O: recvmmsg(2) and sendmmsg(2) through ctypes.
 
-One wakeup of the event loop reads up to `BATCH` queries with one system call and sends all
-local answers with one more, instead of two system calls per query: on this 2-core machine
-that is what lets Python reach the C servers' rate (issue 5's measurements).
+One wakeup of the event loop reads up to `BATCH` queries with one system call and sends their
+answers with one more (per run of consecutive answers), instead of two system calls per query:
+on this 2-core machine that is what lets Python reach the C servers' rate (issue 5).
 
-The buffers are shared by every socket: the event loop serves one socket at a time, and a
-batch is fully answered (or copied out) before the next `recv` call.
+Reply slot i answers datagram i: its destination is set once, at construction, to where the
+kernel writes the sender of datagram i, so a reply costs one copy into its slot and one length
+store. Buffers are read and written through memoryviews (a ctypes call per packet costs more).
+They are shared by every socket: the event loop serves one socket at a time, and each batch is
+answered (or copied out) before the next `recv`.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ BATCH = 64
 MAX_DATAGRAM = 4096  # a query never comes near this; a longer one is cut and gets FORMERR
 _MSG_DONTWAIT = 0x40
 _SOCKADDR_SIZE = 28  # sockaddr_in6, enough for both families
+_EAGAIN, _EINTR = 11, 4
 
 
 class _Iovec(ctypes.Structure):
@@ -43,7 +47,12 @@ class _Mmsghdr(ctypes.Structure):
 
 
 _MMSGHDR_SIZE = ctypes.sizeof(_Mmsghdr)
-_memmove = ctypes.memmove
+_MSG_LEN_OFFSET = _Mmsghdr.msg_len.offset
+_IOV_SIZE = ctypes.sizeof(_Iovec)
+_IOV_LEN_OFFSET = _Iovec.iov_len.offset
+_read_len = struct.Struct("=I").unpack_from
+_write_size = struct.Struct("N").pack_into  # size_t, native
+
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
 _recvmmsg = _libc.recvmmsg
 _recvmmsg.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_uint, ctypes.c_int, ctypes.c_void_p]
@@ -53,91 +62,93 @@ _sendmmsg.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_uint, ctypes.c_int
 _sendmmsg.restype = ctypes.c_int
 
 
+def _bytes_of(obj: ctypes.Array) -> memoryview:
+    """A writable byte view of a ctypes array's memory."""
+    raw = (ctypes.c_ubyte * ctypes.sizeof(obj)).from_address(ctypes.addressof(obj))
+    return memoryview(raw).cast("B")
+
+
 class Batch:
-    """Shared receive buffers and a send vector for one batch of datagrams."""
+    """Shared receive buffers and reply slots for one batch of datagrams."""
 
     def __init__(self, size: int = BATCH) -> None:
         self.size = size
         self._data = ctypes.create_string_buffer(MAX_DATAGRAM * size)
         self._names = ctypes.create_string_buffer(_SOCKADDR_SIZE * size)
-        base = ctypes.addressof(self._data)
-        names = ctypes.addressof(self._names)
-        self._data_addr = base
+        self._out = ctypes.create_string_buffer(MAX_DATAGRAM * size)
+        data, names, out = (ctypes.addressof(b) for b in (self._data, self._names, self._out))
         self._names_addr = names
         self._recv_iov = (_Iovec * size)()
         self._recv = (_Mmsghdr * size)()
-        for i in range(size):
-            self._recv_iov[i].iov_base = base + i * MAX_DATAGRAM
-            self._recv_iov[i].iov_len = MAX_DATAGRAM
-            hdr = self._recv[i].msg_hdr
-            hdr.msg_name = names + i * _SOCKADDR_SIZE
-            hdr.msg_namelen = _SOCKADDR_SIZE
-            hdr.msg_iov = ctypes.pointer(self._recv_iov[i])
-            hdr.msg_iovlen = 1
-        # Replies are copied into fixed slots, so a queued reply costs one memmove and two
-        # field stores (pointing an iovec at a bytes object through ctypes costs more).
-        self._out = ctypes.create_string_buffer(MAX_DATAGRAM * size)
-        out = ctypes.addressof(self._out)
-        self._out_addr = out
         self._send_iov = (_Iovec * size)()
         self._send = (_Mmsghdr * size)()
         for i in range(size):
+            self._recv_iov[i].iov_base = data + i * MAX_DATAGRAM
+            self._recv_iov[i].iov_len = MAX_DATAGRAM
             self._send_iov[i].iov_base = out + i * MAX_DATAGRAM
-            hdr = self._send[i].msg_hdr
-            hdr.msg_iov = ctypes.pointer(self._send_iov[i])
-            hdr.msg_iovlen = 1
-            # Reply slot i starts out addressed to the sender of datagram i: when every query
-            # of a batch is answered locally (the usual case) no address is set per reply.
-            hdr.msg_name = names + i * _SOCKADDR_SIZE
-        # Indexing a ctypes array builds a new object each time: keep one per slot.
-        self._iov_slots = [self._send_iov[i] for i in range(size)]
-        self._hdr_slots = [self._send[i].msg_hdr for i in range(size)]
-        self._recv_hdrs = [self._recv[i].msg_hdr for i in range(size)]
-        self._addressed = list(range(size))  # slot -> index of the datagram it answers
-        self._pending = 0
+            for vec, iov in ((self._recv, self._recv_iov), (self._send, self._send_iov)):
+                hdr = vec[i].msg_hdr
+                hdr.msg_name = names + i * _SOCKADDR_SIZE
+                # Large enough for either family; the kernel accepts a longer sockaddr_in.
+                hdr.msg_namelen = _SOCKADDR_SIZE
+                hdr.msg_iov = ctypes.pointer(iov[i])
+                hdr.msg_iovlen = 1
         self._recv_addr = ctypes.addressof(self._recv)
         self._send_addr = ctypes.addressof(self._send)
+        self._data_view = memoryview(self._data).cast("B")
+        self._out_view = memoryview(self._out).cast("B")
+        self._recv_raw = _bytes_of(self._recv)
+        self._send_iov_raw = _bytes_of(self._send_iov)
+        self._recv_hdrs = [self._recv[i].msg_hdr for i in range(size)]
+        self._run_start = 0  # queued replies are the slots [run_start, run_end)
+        self._run_end = 0
 
     def recv(self, fd: int) -> list[bytes]:
         """Up to `size` datagrams waiting on `fd` (empty when none)."""
-        for hdr in self._recv_hdrs:  # the kernel shrinks it to what it wrote
+        self._run_start = self._run_end = 0
+        for hdr in self._recv_hdrs:  # the kernel shrinks it to the sender's size
             hdr.msg_namelen = _SOCKADDR_SIZE
         n = _recvmmsg(fd, self._recv_addr, self.size, _MSG_DONTWAIT, None)
         if n <= 0:
             err = ctypes.get_errno()
-            if n < 0 and err not in (11, 4):  # EAGAIN, EINTR
+            if n < 0 and err not in (_EAGAIN, _EINTR):
                 raise OSError(err, os.strerror(err))
             return []
-        string_at, base, recv = ctypes.string_at, self._data_addr, self._recv
-        return [string_at(base + i * MAX_DATAGRAM, recv[i].msg_len) for i in range(n)]
+        view, raw = self._data_view, self._recv_raw
+        return [
+            view[i * MAX_DATAGRAM : i * MAX_DATAGRAM
+                 + _read_len(raw, i * _MMSGHDR_SIZE + _MSG_LEN_OFFSET)[0]].tobytes()
+            for i in range(n)
+        ]  # fmt: skip
 
-    def queue_reply(self, index: int, data: bytes) -> bool:
-        """Send `data` back to the sender of datagram `index` of the last `recv`; False when
-        it does not fit a slot (the caller sends it alone)."""
+    def queue_reply(self, fd: int, index: int, data: bytes) -> bool:
+        """Queue `data` for the sender of datagram `index` of the last `recv` (in increasing
+        `index` order); False when it does not fit a slot (the caller sends it alone)."""
         size = len(data)
         if size > MAX_DATAGRAM:
             return False
-        slot = self._pending
-        self._pending = slot + 1
-        _memmove(self._out_addr + slot * MAX_DATAGRAM, data, size)
-        self._iov_slots[slot].iov_len = size
-        hdr = self._hdr_slots[slot]
-        if self._addressed[slot] != index:
-            hdr.msg_name = self._names_addr + index * _SOCKADDR_SIZE
-            self._addressed[slot] = index
-        hdr.msg_namelen = self._recv_hdrs[index].msg_namelen
+        if index != self._run_end:  # a gap (a forwarded query): send the run so far
+            self.flush(fd)
+            self._run_start = index
+        offset = index * MAX_DATAGRAM
+        self._out_view[offset : offset + size] = data
+        _write_size(self._send_iov_raw, index * _IOV_SIZE + _IOV_LEN_OFFSET, size)
+        self._run_end = index + 1
         return True
 
+    @property
+    def queued(self) -> int:
+        return self._run_end - self._run_start
+
     def flush(self, fd: int) -> None:
-        """Send every queued reply (one system call for the batch)."""
-        count = self._pending
-        sent = 0
-        while sent < count:
-            n = _sendmmsg(fd, self._send_addr + sent * _MMSGHDR_SIZE, count - sent, _MSG_DONTWAIT)
+        """Send the queued replies (one system call for the run)."""
+        start, end = self._run_start, self._run_end
+        while start < end:
+            n = _sendmmsg(fd, self._send_addr + start * _MMSGHDR_SIZE, end - start, _MSG_DONTWAIT)
             if n <= 0:  # a full socket buffer: the client retries, as with any UDP loss
                 break
-            sent += n
-        self._pending = 0
+            start += n
+        self._run_start = self._run_end
 
     def sender(self, index: int) -> tuple[str, int]:
         """The (address, port) of datagram `index` of the last `recv`."""

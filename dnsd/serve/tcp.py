@@ -1,4 +1,5 @@
-"""TCP serving for one sandbox: 2-byte framing, pipelining, idle timeout, connection cap.
+"""TCP serving for one sandbox: 2-byte framing, pipelining, idle timeout, connection cap, and
+a bound on the work one connection gets per loop turn.
 
 Docker closes a connection after 128 queries; we keep it while it is active (RFC 7766) and
 close it after `idle_s` without a complete message. Answers to pipelined queries are written
@@ -23,6 +24,8 @@ log = logging.getLogger(__name__)
 IDLE_S = 5.0  # aardvark-dns uses 3 s, Docker 2 s for a partial message
 MAX_CONNECTIONS = 128  # per sandbox; more are closed at once
 MAX_WRITE_BUFFER = 1 << 20  # a client that does not read its answers is cut off
+MESSAGES_PER_TURN = 64  # per connection and loop turn, like a UDP batch: no client holds the loop
+BACKLOG, WRITE_BLOCKED = "backlog", "write blocked"  # reasons to stop reading a connection
 
 
 class TcpServer:
@@ -64,6 +67,8 @@ class _Connection(asyncio.Protocol):
         self.last_activity = 0.0
         self.timer: asyncio.TimerHandle | None = None
         self.tasks: set[asyncio.Task[None]] = set()
+        self.paused: set[str] = set()  # why reading is paused (BACKLOG, WRITE_BLOCKED)
+        self.drain: asyncio.Handle | None = None  # the next turn's _answer_some
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -86,12 +91,21 @@ class _Connection(asyncio.Protocol):
             self.timer = loop.call_later(max(self.server.idle_s - idle_for, 0.1), self._check_idle)
 
     def data_received(self, data: bytes) -> None:
-        buf = self.buf
-        buf += data
-        server = self.server
+        self.buf += data
+        if self.drain is None:
+            self._answer_some()
+
+    def _answer_some(self) -> None:
+        """Answer at most MESSAGES_PER_TURN complete messages, then yield to the loop.
+
+        A client pipelining queries can hand us megabytes in one loop turn (libuv reads a stream
+        up to 32 times per wakeup): answered in one go, that stalled every other sandbox for up
+        to a second. The rest waits for the next turn, with reading paused meanwhile."""
+        self.drain = None
+        buf, server = self.buf, self.server
         out = bytearray()
-        consumed = 0
-        while len(buf) - consumed >= 2:
+        consumed = answered = 0
+        while len(buf) - consumed >= 2 and answered < MESSAGES_PER_TURN:
             size = (buf[consumed] << 8) | buf[consumed + 1]
             if size == 0:  # nothing can follow a zero-length message sensibly
                 self.abort()
@@ -101,6 +115,7 @@ class _Connection(asyncio.Protocol):
                 break
             packet = bytes(buf[consumed + 2 : end])
             consumed = end
+            answered += 1
             decision = answer(
                 packet, server.sandbox_id, server.handler.view, tcp=True, rng=server.rng
             )
@@ -113,10 +128,18 @@ class _Connection(asyncio.Protocol):
         if consumed:
             del buf[:consumed]
             self.last_activity = asyncio.get_running_loop().time()
-        if out and self.transport is not None:
+        if self.transport is None:
+            return
+        if out:
             self.transport.write(out)
             if self.transport.get_write_buffer_size() > MAX_WRITE_BUFFER:
                 self.abort()
+                return
+        if answered == MESSAGES_PER_TURN and _complete_message(buf):
+            self._pause(BACKLOG)
+            self.drain = asyncio.get_running_loop().call_soon(self._answer_some)
+        else:
+            self._resume(BACKLOG)
 
     async def _forward(self, packet: bytes, decision: Forward) -> None:
         server = self.server
@@ -126,11 +149,21 @@ class _Connection(asyncio.Protocol):
             self.last_activity = asyncio.get_running_loop().time()
 
     def pause_writing(self) -> None:  # the client is not reading: stop reading its queries
-        if self.transport is not None:
-            self.transport.pause_reading()
+        self._pause(WRITE_BLOCKED)
 
     def resume_writing(self) -> None:
-        if self.transport is not None:
+        self._resume(WRITE_BLOCKED)
+
+    def _pause(self, reason: str) -> None:
+        if not self.paused and self.transport is not None:
+            self.transport.pause_reading()
+        self.paused.add(reason)
+
+    def _resume(self, reason: str) -> None:
+        if reason not in self.paused:
+            return
+        self.paused.discard(reason)
+        if not self.paused and self.transport is not None and not self.transport.is_closing():
             self.transport.resume_reading()
 
     def abort(self) -> None:
@@ -141,6 +174,16 @@ class _Connection(asyncio.Protocol):
         self.server.connections.discard(self)
         if self.timer is not None:
             self.timer.cancel()
+        if self.drain is not None:
+            self.drain.cancel()
         for task in self.tasks:
             task.cancel()
         self.transport = None
+
+
+def _complete_message(buf: bytearray) -> bool:
+    """Whether `buf` starts with a whole length-prefixed message (or a zero length)."""
+    if len(buf) < 2:
+        return False
+    size = (buf[0] << 8) | buf[1]
+    return size == 0 or len(buf) >= 2 + size

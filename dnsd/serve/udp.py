@@ -15,6 +15,7 @@ import socket
 from typing import TYPE_CHECKING
 
 from ..core.answer import Forward, Reply, answer
+from ..core.cache import ReplyCache
 from .mmsg import Batch
 
 if TYPE_CHECKING:
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ROUNDS = 4  # batches per wakeup, so one busy sandbox cannot starve the others
+FLUSH_EVERY = 16  # replies sent per system call at most: latency, not only throughput
 _batch: Batch | None = None
 
 
@@ -40,6 +42,7 @@ class UdpServer:
         self.sandbox_id = sandbox_id
         self.handler = handler
         self._rng = random.Random()
+        self._cache = ReplyCache()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -56,7 +59,7 @@ class UdpServer:
         self.sock.close()
 
     def _readable(self) -> None:
-        batch, fd = shared_batch(), self.sock.fileno()
+        batch, fd, cache = shared_batch(), self.sock.fileno(), self._cache
         sid, rng = self.sandbox_id, self._rng
         view = self.handler.view
         for _ in range(ROUNDS):
@@ -66,19 +69,28 @@ class UdpServer:
                 log.debug("udp recv in %s: %s", sid[:12], exc)
                 return
             for index, packet in enumerate(packets):
-                decision = answer(packet, sid, view, tcp=False, rng=rng)
-                if type(decision) is Reply:
-                    if not batch.queue_reply(index, decision.data):
-                        self._send_alone(decision.data, batch.sender(index))
-                elif type(decision) is Forward:
-                    task = asyncio.ensure_future(
-                        self._forward(packet, decision, batch.sender(index))
-                    )
-                    self._tasks.add(task)
-                    task.add_done_callback(self._tasks.discard)
+                reply = cache.get(packet, view)
+                if reply is None:
+                    decision = answer(packet, sid, view, tcp=False, rng=rng)
+                    if type(decision) is Forward:
+                        self._spawn_forward(packet, decision, batch.sender(index))
+                        continue
+                    if type(decision) is not Reply:
+                        continue  # Drop
+                    reply = decision.data
+                    cache.put(packet, reply, view)
+                if not batch.queue_reply(fd, index, reply):
+                    self._send_alone(reply, batch.sender(index))
+                elif batch.queued >= FLUSH_EVERY:
+                    batch.flush(fd)  # the first answers of a big batch need not wait
             batch.flush(fd)
             if len(packets) < batch.size:
                 return
+
+    def _spawn_forward(self, packet: bytes, decision: Forward, addr: tuple[str, int]) -> None:
+        task = asyncio.ensure_future(self._forward(packet, decision, addr))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def _send_alone(self, data: bytes, addr: tuple[str, int]) -> None:
         try:
