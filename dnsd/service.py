@@ -152,7 +152,9 @@ class DnsService:
         }
         for sid in [s for s in self.listeners if s not in desired]:
             listener = self.listeners.pop(sid)
-            self._on_loop(self._stop_listener(listener, remove_redirect=True))
+            # Not waited for: the disconnect is done once the registry says so; the redirect
+            # table of a namespace without listener only points at a closed port.
+            asyncio.run_coroutine_threadsafe(self._stop_listener(listener), self.loop)
         to_start = [(sid, sb) for sid, sb in desired.items() if sid not in self.listeners]
         if len(to_start) > 1:  # a restart: nft runs once per namespace, so in parallel
             with ThreadPoolExecutor(PARALLEL_STARTS) as pool:
@@ -167,9 +169,16 @@ class DnsService:
             self.listeners[sid] = listener
             log.debug("dns listener for %s on ports %s", sandbox.name, sockets.ports)
 
-    async def _stop_listener(self, listener: SandboxListener, *, remove_redirect: bool) -> None:
-        await asyncio.to_thread(listener.close, remove_redirect=remove_redirect)
+    async def _stop_listener(self, listener: SandboxListener) -> None:
+        listener.close()
         self.forwarder.forget(listener.sandbox_id)
+        await asyncio.to_thread(self._teardown, listener)
+
+    def _teardown(self, listener: SandboxListener) -> None:
+        # Under the lock that starting a listener holds: a sandbox reconnected meanwhile has a
+        # new listener whose redirect (the same nft table) must stay.
+        with self._lock:
+            listener.teardown(remove_redirect=listener.sandbox_id not in self.listeners)
 
     def _on_loop(self, coro) -> None:
         asyncio.run_coroutine_threadsafe(coro, self.loop).result(LISTENER_START_TIMEOUT_S)
@@ -208,7 +217,8 @@ class DnsService:
     async def close(self) -> None:
         """Stop every listener (the sandboxes keep their network and redirect rules)."""
         for listener in self.listeners.values():
-            listener.close(remove_redirect=False)
+            listener.close()
+            listener.teardown(remove_redirect=False)
         self.listeners.clear()
 
 

@@ -103,10 +103,14 @@ class SandboxListener:
         self.udp.start(asyncio.get_running_loop())
         await self.tcp.start()
 
-    def close(self, *, remove_redirect: bool) -> None:
-        """Stop serving; with `remove_redirect` also drop the nft table (namespace stays)."""
+    def close(self) -> None:
+        """Stop serving (on the event loop's thread)."""
         self.udp.close()
         self.tcp.close()
+
+    def teardown(self, *, remove_redirect: bool) -> None:
+        """After `close`, on any thread: drop the redirect (the namespace stays) and the
+        namespace's worker thread."""
         if remove_redirect and netns.exists(self.sockets.netns_path):
             try:
                 self.worker.call(lambda: NftCli().apply(render_dns_redirect_teardown()))

@@ -38,6 +38,7 @@ _LOOPBACK = IPv4Network("127.0.0.0/8")
 _PROTOS = ("tcp", "udp", "sctp")
 
 # (name, base-chain spec or None for a regular chain). Order matters only for readability.
+BRIDGES_SET = "bridges"
 _HOST_CHAINS: tuple[tuple[str, str | None], ...] = (
     ("isolation", None),
     ("published", None),
@@ -83,6 +84,7 @@ def render_host_ruleset(
         f"add table {HOST_TABLE}",
         f"add chain {HOST_TABLE} {USER_CHAIN}",
     ]
+    lines += _bridge_set(nets)
     for name, spec in _HOST_CHAINS:
         lines += _owned_chain(HOST_TABLE, name, spec)
     lines += _rules(HOST_TABLE, "forward", _forward_rules(nets, ports))
@@ -230,14 +232,26 @@ def _forward_rules(nets: list[Network], ports: list[PublishedPort]) -> list[str]
     return rules
 
 
+def _bridge_set(nets: list[Network]) -> list[str]:
+    # Every bridge of ours, for the isolation rules: one rule per network, whatever their
+    # number (a rule listing every other bridge would grow with the square of it).
+    lines = [
+        f"add set {HOST_TABLE} {BRIDGES_SET} {{ type ifname; }}",
+        f"flush set {HOST_TABLE} {BRIDGES_SET}",
+    ]
+    if nets:
+        members = ", ".join(sorted(_q(n.bridge) for n in nets))
+        lines.append(f"add element {HOST_TABLE} {BRIDGES_SET} {{ {members} }}")
+    return lines
+
+
 def _isolation_rules(nets: list[Network]) -> list[str]:
-    rules = []
-    for net in nets:
-        others = sorted(_q(o.bridge) for o in nets if o.bridge != net.bridge)
-        if others:
-            dest = others[0] if len(others) == 1 else "{ " + ", ".join(others) + " }"
-            rules.append(f"iifname {_q(net.bridge)} oifname {dest} drop")
-    return rules
+    if len(nets) < 2:
+        return []
+    return [
+        f"iifname {_q(n.bridge)} oifname != {_q(n.bridge)} oifname @{BRIDGES_SET} drop"
+        for n in nets
+    ]
 
 
 def _dnat_rules(ports: list[PublishedPort]) -> list[str]:

@@ -154,12 +154,14 @@ def test_a_removed_network_leaves_no_rule() -> None:
 
 
 def test_isolation_drops_towards_every_other_bridge() -> None:
-    rules = _rules(render_host_ruleset([FRONT, BACK, DB], []), "isolation")
-    assert rules == [
-        f'iifname "{BACK.bridge}" oifname {{ "{FRONT.bridge}", "{DB.bridge}" }} drop',
-        f'iifname "{DB.bridge}" oifname {{ "{FRONT.bridge}", "{BACK.bridge}" }} drop',
-        f'iifname "{FRONT.bridge}" oifname {{ "{BACK.bridge}", "{DB.bridge}" }} drop',
+    script = render_host_ruleset([FRONT, BACK, DB], [])
+    # one rule per network against a set of every bridge: linear in the number of networks
+    assert _rules(script, "isolation") == [
+        f'iifname "{n.bridge}" oifname != "{n.bridge}" oifname @bridges drop'
+        for n in (BACK, DB, FRONT)
     ]
+    members = ", ".join(f'"{n.bridge}"' for n in sorted((FRONT, BACK, DB), key=lambda n: n.bridge))
+    assert f"add element inet dnsd bridges {{ {members} }}\n" in script
     assert _rules(render_host_ruleset([FRONT], []), "isolation") == []
 
 
