@@ -103,52 +103,83 @@ def _ip(*args: str, check: bool = True) -> None:
 
 
 class NamespaceWorker:
-    """A long-lived thread inside one namespace that runs small jobs (open a socket) for
-    callers on other threads: a queue round trip instead of a thread start per call."""
+    """A thread inside one namespace that runs small jobs (open a socket, run nft) for callers
+    on other threads: a queue round trip instead of a thread start per call.
 
-    def __init__(self, path: str) -> None:
+    The thread leaves after `idle_s` without work and comes back on the next call, so a
+    thousand quiet sandboxes do not keep a thousand threads.
+    """
+
+    def __init__(self, path: str, *, idle_s: float = 30.0) -> None:
+        if not exists(path):
+            raise VanishedNamespace(f"namespace {path} is gone")
         self.path = path
+        self.idle_s = idle_s
         self._jobs: queue.SimpleQueue[tuple[Callable[[], object], Future] | None] = (
             queue.SimpleQueue()
         )
-        ready: Future = Future()
-        self._thread = threading.Thread(
-            target=self._run, args=(ready,), name=f"netns:{path}", daemon=True
-        )
-        self._thread.start()
-        ready.result()  # raises VanishedNamespace if the namespace is gone
+        self._lock = threading.Lock()
+        self._running = False
+        self._closed = False
 
-    def _run(self, ready: Future) -> None:
+    @property
+    def running(self) -> bool:
+        return self._running
+
+    def _run(self) -> None:
         try:
             fd = os.open(self.path, os.O_RDONLY)
             try:
                 if _libc.setns(fd, _CLONE_NEWNET) != 0:
-                    raise VanishedNamespace(
-                        f"enter namespace {self.path}: {os.strerror(ctypes.get_errno())}"
-                    )
+                    raise OSError(ctypes.get_errno(), "setns")
             finally:
                 os.close(fd)
         except OSError as exc:
-            ready.set_exception(VanishedNamespace(f"namespace {self.path} is gone: {exc}"))
+            self._fail_pending(VanishedNamespace(f"enter namespace {self.path}: {exc}"))
             return
-        except VanishedNamespace as exc:
-            ready.set_exception(exc)
-            return
-        ready.set_result(None)
-        while (job := self._jobs.get()) is not None:
+        while True:
+            try:
+                job = self._jobs.get(timeout=self.idle_s)
+            except queue.Empty:
+                with self._lock:  # no call can queue a job between the check and the exit
+                    if self._jobs.empty():
+                        self._running = False
+                        return
+                continue
+            if job is None:
+                return
             fn, future = job
             try:
                 future.set_result(fn())
             except BaseException as exc:
                 future.set_exception(exc)
 
+    def _fail_pending(self, exc: BaseException) -> None:
+        with self._lock:
+            self._running = False
+            while not self._jobs.empty():
+                job = self._jobs.get_nowait()
+                if job is not None:
+                    job[1].set_exception(exc)
+
     def call(self, fn: Callable[[], T]) -> T:
         future: Future = Future()
-        self._jobs.put((fn, future))
+        with self._lock:
+            if self._closed:
+                raise VanishedNamespace(f"worker of {self.path} is closed")
+            self._jobs.put((fn, future))
+            if not self._running:
+                self._running = True
+                threading.Thread(
+                    target=self._run, name=f"netns:{self.path}", daemon=True
+                ).start()
         return future.result()
 
     def socket(self, family: int, type_: int, proto: int = 0) -> socket.socket:
         return self.call(lambda: socket.socket(family, type_, proto))
 
     def close(self) -> None:
-        self._jobs.put(None)
+        with self._lock:
+            self._closed = True
+            if self._running:
+                self._jobs.put(None)
