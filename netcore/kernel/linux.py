@@ -18,7 +18,6 @@ from collections.abc import Iterator
 from typing import Any
 
 from pyroute2 import IPRoute
-from pyroute2.netlink.exceptions import NetlinkError as PyrouteNetlinkError
 
 from ..errors import NetlinkError, VanishedNamespace
 from ..model import Network
@@ -58,31 +57,19 @@ class LinuxKernel:
     # --- bridges ---
 
     def ensure_bridge(self, network: Network) -> None:
-        ipr = self._host()
-        try:
-            idx = _lookup(ipr, network.bridge)
-            if idx is None:
-                ipr.link("add", ifname=network.bridge, kind="bridge")
-                idx = _lookup(ipr, network.bridge)
-            if network.mtu:
-                ipr.link("set", index=idx, mtu=network.mtu)
-            have = {(a.get("address"), a["prefixlen"]) for a in ipr.get_addr(index=idx)}
-            v4 = network.ipv4
-            if (str(v4.gateway), v4.subnet.prefixlen) not in have:
-                ipr.addr("add", index=idx, address=str(v4.gateway), prefixlen=v4.subnet.prefixlen)
-            if network.ipv6 is not None:
-                v6 = network.ipv6
-                if (str(v6.gateway), v6.subnet.prefixlen) not in have:
-                    ipr.addr(
-                        "add",
-                        index=idx,
-                        address=str(v6.gateway),
-                        prefixlen=v6.subnet.prefixlen,
-                        flags=_IFA_F_NODAD,
-                    )
-            ipr.link("set", index=idx, state="up")
-        except PyrouteNetlinkError as exc:
-            raise NetlinkError(f"set up bridge {network.bridge}: {exc}") from exc
+        rt = self._host_rtnl()
+        idx = rt.link_index(network.bridge)
+        if idx is None:
+            rt.add_bridge(network.bridge)
+            idx = rt.link_index(network.bridge)
+            assert idx is not None
+        rt.set_link(idx, mtu=network.mtu, up=True)
+        # NLM_F_REPLACE: adding an address the bridge already has is not an error.
+        v4 = network.ipv4
+        rt.add_address(idx, str(v4.gateway), v4.subnet.prefixlen, nodad=False)
+        if network.ipv6 is not None:
+            v6 = network.ipv6
+            rt.add_address(idx, str(v6.gateway), v6.subnet.prefixlen, nodad=True)
         # Published ports reached through 127.0.0.1 are DNATed out of this bridge.
         _sysctl(f"net/ipv4/conf/{network.bridge}/route_localnet", "1")
 

@@ -115,6 +115,14 @@ class Rtnl:
         ]
         self._checked(msg, RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, f"create veth {name}")
 
+    def add_bridge(self, name: str) -> None:
+        msg = ifinfmsg()
+        msg["attrs"] = [
+            ("IFLA_IFNAME", name),
+            ("IFLA_LINKINFO", {"attrs": [("IFLA_INFO_KIND", "bridge")]}),
+        ]
+        self._checked(msg, RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, f"create bridge {name}")
+
     def set_link(
         self,
         index: int,
