@@ -16,7 +16,6 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from netcore.kernel import netns
 from netcore.model import Sandbox, Snapshot
 
 from .config import DaemonConfig
@@ -38,7 +37,7 @@ from .resolvconf import (
     sandbox_resolv_conf,
     sandbox_upstreams,
 )
-from .serve.listeners import SandboxListener, SandboxSockets, open_sockets
+from .serve.listeners import SandboxListener, SandboxSockets, SocketPool, open_sockets
 
 log = logging.getLogger(__name__)
 
@@ -100,16 +99,16 @@ class DnsService:
             upstreams,
             tcp=tcp,
             sandbox_key=sandbox_id,
-            sock_factory_for=self._socket_factory(listener.worker),
+            sock_factory_for=self._socket_factory(listener.pool),
         )
 
     @staticmethod
-    def _socket_factory(worker: netns.NamespaceWorker) -> Callable[[Upstream], Callable]:
+    def _socket_factory(pool: SocketPool) -> Callable[[Upstream], Callable]:
         """Queries leave from the sandbox's namespace (source = its address, like Docker);
         the host's loopback resolvers (127.0.0.53) are dialled from the daemon's own."""
 
         def for_upstream(upstream: Upstream) -> Callable[[int, int], socket.socket]:
-            return socket.socket if upstream.host_loopback else worker.socket
+            return socket.socket if upstream.host_loopback else pool.take
 
         return for_upstream
 

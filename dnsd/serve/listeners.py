@@ -90,12 +90,44 @@ def _ensure_loopback_up() -> None:
         probe.close()
 
 
+class SocketPool:
+    """Fresh UDP sockets inside one namespace, opened a handful at a time.
+
+    Every forwarded query gets a socket of its own (a random source port: spoofed answers have
+    to guess it); opening them in batches costs one worker round trip per `batch` queries.
+    Stream sockets are opened one by one.
+    """
+
+    def __init__(self, worker: netns.NamespaceWorker, batch: int = 16) -> None:
+        self.worker = worker
+        self.batch = batch
+        self._free: dict[int, list[socket.socket]] = {}
+
+    def take(self, family: int, type_: int) -> socket.socket:
+        if type_ != socket.SOCK_DGRAM:
+            return self.worker.socket(family, type_)
+        free = self._free.get(family)
+        if not free:
+            count = self.batch
+            free = self._free[family] = self.worker.call(
+                lambda: [socket.socket(family, socket.SOCK_DGRAM) for _ in range(count)]
+            )
+        return free.pop()
+
+    def close(self) -> None:
+        for free in self._free.values():
+            for sock in free:
+                sock.close()
+        self._free.clear()
+
+
 class SandboxListener:
     def __init__(self, sandbox_id: str, sockets: SandboxSockets, handler: QueryHandler) -> None:
         self.sandbox_id = sandbox_id
         self.sockets = sockets
         # Forwarded queries leave from the sandbox's namespace: their sockets come from here.
         self.worker = sockets.worker
+        self.pool = SocketPool(self.worker)
         self.udp = UdpServer(sockets.udp, sandbox_id, handler)
         self.tcp = TcpServer(sockets.tcp, sandbox_id, handler)
 
@@ -107,6 +139,7 @@ class SandboxListener:
         """Stop serving (on the event loop's thread)."""
         self.udp.close()
         self.tcp.close()
+        self.pool.close()
 
     def teardown(self, *, remove_redirect: bool) -> None:
         """After `close`, on any thread: drop the redirect (the namespace stays) and the

@@ -174,9 +174,14 @@ def test_published_port_from_host_addresses_and_from_another_sandbox(daemon):
         server.wait()
 
 
-def _kernel_state(host: HostNamespace) -> tuple[str, str, str]:
-    links = host.exec("ip", "-br", "link").stdout
-    addrs = host.exec("ip", "-br", "addr").stdout
+def _kernel_state(host: HostNamespace) -> tuple[list[str], list[str], str]:
+    """Links, addresses and our rules (not link states: an empty bridge goes from UNKNOWN to
+    DOWN on its own time)."""
+    links = sorted(line.split()[0] for line in host.exec("ip", "-br", "link").stdout.splitlines())
+    addrs = sorted(
+        f"{line.split()[0]} {' '.join(line.split()[2:])}"
+        for line in host.exec("ip", "-br", "addr").stdout.splitlines()
+    )
     rules = host.exec("nft", "list", "table", "inet", "dnsd", check=False).stdout
     return links, addrs, rules
 
