@@ -19,7 +19,7 @@ from netcore.registry import Registry
 from netcore.store import open_store
 
 from . import __version__
-from .api.app import create_app, start_tcp, start_unix
+from .api.app import claim_socket_path, create_app, start_tcp, start_unix
 from .config import DaemonConfig
 from .forward.forwarder import Forwarder
 from .forward.health import UpstreamHealth
@@ -74,15 +74,17 @@ async def serve(config: DaemonConfig, ready: asyncio.Event | None = None) -> int
     )
     service = DnsService(loop, config, forwarder)
     registry.subscribe(service.on_snapshot)
-    # The socket first: a second daemon on the same socket stops here, before it touches the
-    # kernel. Requests that arrive during start-up wait for the engine's lock.
+    # A second daemon on the same socket stops here, before it touches the kernel; the API
+    # answers (and /_ping says ready) only once the kernel and the listeners are back.
+    claim_socket_path(config.api_socket)
+    await asyncio.to_thread(engine.start)
+    await asyncio.to_thread(service.on_snapshot, registry.snapshot(), force=True)
+    await asyncio.to_thread(service.clear_stale_redirects)
     runners = [await start_unix(create_app(engine, version=__version__), config.api_socket)]
     if config.api_tcp:
         host, _, port = config.api_tcp.rpartition(":")
         app = create_app(engine, token=config.api_token, version=__version__)
         runners.append(await start_tcp(app, host.strip("[]") or "127.0.0.1", int(port)))
-    await asyncio.to_thread(engine.start)
-    await asyncio.to_thread(service.on_snapshot, registry.snapshot(), force=True)
 
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

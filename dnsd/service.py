@@ -16,7 +16,10 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from netcore.kernel import netns
 from netcore.model import Sandbox, Snapshot
+from netcore.nft.apply import NftCli
+from netcore.nft.redirect import render_dns_redirect_teardown
 
 from .config import DaemonConfig
 from .core.answer import Forward
@@ -168,6 +171,23 @@ class DnsService:
             self.listeners[sid] = listener
             log.debug("dns listener for %s on ports %s", sandbox.name, sockets.ports)
 
+    def clear_stale_redirects(self) -> None:
+        """At start-up: a daemon killed right after a disconnect left the DNS redirect of a
+        sandbox that has no listener now; it points at a dead port and hides the sandbox's own
+        127.0.0.11:53. Remove it wherever no listener is (idempotent)."""
+        with self._lock:
+            stale = [
+                sb.netns_path
+                for sid, sb in self._sandboxes.items()
+                if sb.mode == "bridge" and sid not in self.listeners and netns.exists(sb.netns_path)
+            ]
+        if not stale:
+            return
+        with ThreadPoolExecutor(PARALLEL_STARTS) as pool:
+            for path, error in zip(stale, pool.map(_remove_redirect, stale), strict=True):
+                if error:
+                    log.warning("remove stale dns redirect in %s: %s", path, error)
+
     async def _stop_listener(self, listener: SandboxListener) -> None:
         listener.close()
         self.forwarder.forget(listener.sandbox_id)
@@ -219,6 +239,14 @@ class DnsService:
             listener.close()
             listener.teardown(remove_redirect=False)
         self.listeners.clear()
+
+
+def _remove_redirect(netns_path: str) -> str | None:
+    try:
+        NftCli().apply(render_dns_redirect_teardown(), netns=netns_path)
+    except Exception as exc:
+        return str(exc)
+    return None
 
 
 def _open_or_log(item: tuple[str, Sandbox]) -> SandboxSockets | None:

@@ -1,16 +1,18 @@
 """Make the kernel match the registry: after a restart, a crash, or a change behind our back.
 
 Order matters: interrupted changes first (creates rolled back, removals completed), then
-sandboxes whose namespace vanished, then missing bridges and veths, then the ruleset.
+sandboxes whose namespace vanished, then missing bridges and veths (and veths left unplugged by
+a deleted bridge), then the ruleset. Everything repaired is returned, for the log.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .errors import NetcoreError
+from .errors import NetcoreError, NftError
 from .kernel.base import AttachSpec
 from .model import endpoint_from_dict, network_from_dict, sandbox_from_dict
+from .nft.ruleset import BRIDGE_TABLE, HOST_TABLE
 from .registry import delete
 from .store.base import Delete
 
@@ -23,7 +25,7 @@ def reconcile(engine: Engine) -> list[str]:
     repaired += _settle_intents(engine)
     repaired += _drop_vanished_sandboxes(engine)
     repaired += _restore_links(engine)
-    engine._apply_firewall()
+    repaired += _restore_firewall(engine)
     return repaired
 
 
@@ -109,21 +111,48 @@ def _restore_links(engine: Engine) -> list[str]:
     reg, kernel = engine.registry, engine.kernel
     repaired = []
     present = kernel.host_links().names
+    recreated: set[str] = set()
     for net in reg.networks.values():
         if net.bridge not in present:
+            recreated.add(net.id)
             repaired.append(f"bridge {net.bridge} of network {net.name} was missing: recreated")
         kernel.ensure_bridge(net)  # idempotent: also restores addresses and MTU
     for ep in list(reg.endpoints.values()):
-        if ep.host_ifname in present:
+        # A veth whose bridge was deleted survives it, unplugged: plug in a new pair.
+        unplugged = ep.network_id in recreated and ep.host_ifname in present
+        if ep.host_ifname in present and not unplugged:
             continue
         sandbox = reg.sandboxes[ep.sandbox_id]
         net = reg.networks[ep.network_id]
+        what = "was on the deleted bridge" if unplugged else "was missing"
         try:
+            if unplugged:
+                kernel.delete_link(ep.host_ifname)  # takes the sandbox's end with it
             if ep.ifname in kernel.sandbox_links(sandbox.netns_path):
                 kernel.delete_sandbox_link(sandbox.netns_path, ep.ifname)
             kernel.attach(AttachSpec(ep, net, sandbox.netns_path, ep.is_gateway))
-            repaired.append(f"veth of {sandbox.name} on {net.name} was missing: recreated")
+            repaired.append(f"veth of {sandbox.name} on {net.name} {what}: recreated")
         except NetcoreError as exc:
-            repaired.append(f"veth of {sandbox.name} on {net.name} missing, not restored: {exc}")
+            repaired.append(f"veth of {sandbox.name} on {net.name} {what}, not restored: {exc}")
             reg.commit([delete(ep)])
     return repaired
+
+
+def _restore_firewall(engine: Engine) -> list[str]:
+    """Re-apply the whole ruleset (a rule deleted by hand comes back too), and say so when
+    one of our tables was gone, e.g. after `nft flush ruleset`."""
+    if not engine.registry.networks:  # a first start: nothing to restore, nothing to say
+        engine._apply_firewall()
+        return []
+    missing = []
+    for table in (HOST_TABLE, BRIDGE_TABLE):
+        try:
+            # `nft -f` runs `list` as well: it fails for a missing table and changes nothing.
+            engine.kernel.apply_nft(f"list table {table}\n")
+        except NftError:
+            missing.append(table)
+    engine._apply_firewall()
+    if not missing:
+        return []
+    tables = " and ".join(f"table {t}" for t in missing)
+    return [f"firewall: {tables} missing (flushed by hand?): ruleset re-applied"]

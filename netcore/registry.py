@@ -7,6 +7,7 @@ Readers take an immutable `Snapshot`; the DNS side never writes here.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -23,6 +24,8 @@ from .model import (
     to_dict,
 )
 from .store.base import Delete, Op, Put, Store
+
+log = logging.getLogger(__name__)
 
 
 def put(obj: Network | Sandbox | Endpoint) -> Put:
@@ -77,7 +80,10 @@ class Registry:
             snapshot = self.snapshot()
         if notify:
             for listener in list(self._listeners):
-                listener(snapshot)
+                try:
+                    listener(snapshot)
+                except Exception:  # the change is committed: report it done, log the rest
+                    log.exception("registry listener failed at revision %d", revision)
 
     def _apply(self, op: Op) -> None:
         decode: dict[str, tuple[dict[str, Any], Callable[[dict[str, Any]], Any]]] = {

@@ -101,7 +101,7 @@ def create_app(engine: Engine, *, token: str | None = None, version: str) -> web
 # --- serving (used by the daemon and the tests) ---
 
 
-def _claim_socket_path(path: str) -> None:
+def claim_socket_path(path: str) -> None:
     """Remove a stale socket left by a crash; refuse to steal a live one."""
     try:
         mode = os.lstat(path).st_mode
@@ -124,7 +124,7 @@ async def start_unix(app: web.Application, path: str, *, mode: int = 0o660) -> w
     """Serve `app` on a unix socket (parent directory created, socket chmod `mode`)."""
     # A new parent directory is not world-readable; the socket's own mode is the gate.
     os.makedirs(os.path.dirname(os.path.abspath(path)), mode=0o750, exist_ok=True)
-    _claim_socket_path(path)
+    claim_socket_path(path)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     try:

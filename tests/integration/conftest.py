@@ -49,3 +49,9 @@ def daemon(host) -> HostNamespace:
     host.start_upstream()
     host.start_daemon()
     return host
+
+
+@pytest.fixture
+def full(request) -> bool:
+    """True with `--full`: storm and kill loops at their long size instead of the CI one."""
+    return bool(request.config.getoption("--full"))
