@@ -40,7 +40,13 @@ from .resolvconf import (
     sandbox_resolv_conf,
     sandbox_upstreams,
 )
-from .serve.listeners import SandboxListener, SandboxSockets, SocketPool, open_sockets
+from .serve.listeners import (
+    SandboxListener,
+    SandboxSockets,
+    SocketPool,
+    open_sockets,
+    preferred_port,
+)
 
 log = logging.getLogger(__name__)
 
@@ -250,9 +256,9 @@ def _remove_redirect(netns_path: str) -> str | None:
 
 
 def _open_or_log(item: tuple[str, Sandbox]) -> SandboxSockets | None:
-    _, sandbox = item
+    sid, sandbox = item
     try:
-        return open_sockets(sandbox.netns_path)
+        return open_sockets(sandbox.netns_path, preferred_port(sid))
     except Exception as exc:  # vanished namespace: reconcile will clean it up
         log.warning("dns listener for %s not started: %s", sandbox.name, exc)
         return None

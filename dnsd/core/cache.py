@@ -12,7 +12,9 @@ from __future__ import annotations
 
 from .view import ZoneView
 
-MAX_ENTRIES = 4096  # per listener; full: start over (sandboxes ask few distinct names)
+# Per listener. When full, new replies are not remembered (the ones there stay): clearing would
+# make a sandbox that cycles through more names than this miss every time.
+MAX_ENTRIES = 16384
 _ANCOUNT_OFFSET = 6
 _TC = 0x02  # in the first flags byte
 
@@ -28,24 +30,22 @@ class ReplyCache:
 
     def get(self, packet: bytes, view: ZoneView) -> bytes | None:
         """The remembered reply to `packet` under `view`, with the packet's id; or None."""
+        body = self.entries(view).get(packet[2:])
+        return None if body is None else packet[:2] + body
+
+    def entries(self, view: ZoneView) -> dict[bytes, bytes]:
+        """The remembered replies under `view` (read-only for the caller), keyed by the query
+        after its id, valued by the reply after its id: what the hot loop looks up itself."""
         if view is not self._view:  # a registry change: everything may answer differently
             self._entries = {}
             self._view = view
-            return None
-        body = self._entries.get(packet[2:])
-        if body is None:
-            return None
-        return packet[:2] + body
+        return self._entries
 
     def put(self, packet: bytes, reply: bytes, view: ZoneView) -> None:
         """Remember `reply` to `packet` when it cannot vary: at most one answer record, and not
         truncated (a truncated answer keeps a random subset of the shuffled records)."""
         if reply[_ANCOUNT_OFFSET] or reply[_ANCOUNT_OFFSET + 1] > 1 or reply[2] & _TC:
             return
-        if view is not self._view:
-            self._entries = {}
-            self._view = view
-        entries = self._entries
-        if len(entries) >= MAX_ENTRIES:
-            entries.clear()
-        entries[packet[2:]] = reply[2:]
+        entries = self.entries(view)
+        if len(entries) < MAX_ENTRIES:
+            entries[packet[2:]] = reply[2:]

@@ -43,8 +43,15 @@ class SandboxSockets:
         return self.udp.getsockname()[1], self.tcp.getsockname()[1]
 
 
-def open_sockets(netns_path: str) -> SandboxSockets:
-    """Bind UDP and TCP on 127.0.0.11 (random ports) inside the namespace, redirect :53."""
+def preferred_port(sandbox_id: str) -> int:
+    """The listener port of a sandbox, the same across daemon restarts: the redirect rule does
+    not change, and a client whose conntrack entry points at the port keeps working."""
+    return 20000 + int(sandbox_id[:8], 16) % 12000  # below the ephemeral range (32768-)
+
+
+def open_sockets(netns_path: str, port: int = 0) -> SandboxSockets:
+    """Bind UDP and TCP on 127.0.0.11 inside the namespace (on `port` if it is free, else on
+    a random one), and redirect 127.0.0.11:53 to them."""
 
     def bind() -> tuple[socket.socket, socket.socket]:
         _ensure_loopback_up()
@@ -52,9 +59,12 @@ def open_sockets(netns_path: str) -> SandboxSockets:
         tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         try:
             udp.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_RCVBUF)
-            udp.bind((RESOLVER_ADDRESS, 0))
             tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            tcp.bind((RESOLVER_ADDRESS, 0))
+            for sock in (udp, tcp):
+                try:
+                    sock.bind((RESOLVER_ADDRESS, port))
+                except OSError:  # taken by the sandbox's own process: any port will do
+                    sock.bind((RESOLVER_ADDRESS, 0))
             tcp.listen(128)
         except BaseException:
             udp.close()

@@ -193,12 +193,15 @@ def test_restart_keeps_networks_addresses_and_rules(daemon, sig):
     daemon.sandbox("k2", "keep", PortBindings={"80/tcp": [{"HostPort": "8081"}]})
     before_net = daemon.ok("GET", "/networks/keep")
     before = _kernel_state(daemon)
+    redirect = daemon.sandbox_exec("k1", "nft", "list", "table", "ip", "dnsd-dns").stdout
     daemon.stop_daemon(sig)
     assert ping(daemon, "k1", "10.78.0.3"), "sandboxes lose connectivity while the daemon is down"
     daemon.start_daemon()
     after_net = daemon.ok("GET", "/networks/keep")
     assert after_net["Containers"] == before_net["Containers"]
     assert _kernel_state(daemon) == before
+    # the DNS listener came back on the same port: clients' conntrack entries stay valid
+    assert daemon.sandbox_exec("k1", "nft", "list", "table", "ip", "dnsd-dns").stdout == redirect
     daemon.sandbox("k3", "keep")
     assert address(daemon, "keep", "k3") == "10.78.0.4", "an address was handed out twice"
 
