@@ -74,6 +74,7 @@ async def serve(config: DaemonConfig, ready: asyncio.Event | None = None) -> int
     )
     service = DnsService(loop, config, forwarder)
     registry.subscribe(service.on_snapshot)
+    engine.first_connect_hooks.append(service.prepare_listener)
     # A second daemon on the same socket stops here, before it touches the kernel; the API
     # answers (and /_ping says ready) only once the kernel and the listeners are back.
     claim_socket_path(config.api_socket)

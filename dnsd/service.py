@@ -13,7 +13,7 @@ import os
 import socket
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 from netcore.kernel import netns
@@ -88,6 +88,9 @@ class DnsService:
         self._upstreams: dict[str, tuple[Upstream, ...]] = {}
         self._written: dict[str, tuple[object, ...]] = {}
         self._lock = threading.Lock()
+        # Listeners being opened while the engine attaches a sandbox's first network.
+        self._prepared: dict[str, Future[SandboxSockets | None]] = {}
+        self._preparer = ThreadPoolExecutor(2, thread_name_prefix="listener")
 
     # --- QueryHandler ---
 
@@ -164,11 +167,21 @@ class DnsService:
             # table of a namespace without listener only points at a closed port.
             asyncio.run_coroutine_threadsafe(self._stop_listener(listener), self.loop)
         to_start = [(sid, sb) for sid, sb in desired.items() if sid not in self.listeners]
-        if len(to_start) > 1:  # a restart: nft runs once per namespace, so in parallel
+        prepared = {sid: self._prepared.pop(sid) for sid, _ in to_start if sid in self._prepared}
+        for sid, future in list(self._prepared.items()):  # their connect failed
+            del self._prepared[sid]
+            future.add_done_callback(_discard_prepared)
+        fresh = [item for item in to_start if item[0] not in prepared]
+        if len(fresh) > 1:  # a restart: nft runs once per namespace, so in parallel
             with ThreadPoolExecutor(PARALLEL_STARTS) as pool:
-                opened = list(pool.map(_open_or_log, to_start))
+                opened_fresh = dict(
+                    zip([i[0] for i in fresh], pool.map(_open_or_log, fresh), strict=True)
+                )
         else:
-            opened = [_open_or_log(item) for item in to_start]
+            opened_fresh = {item[0]: _open_or_log(item) for item in fresh}
+        opened = [
+            prepared[sid].result() if sid in prepared else opened_fresh[sid] for sid, _ in to_start
+        ]
         for (sid, sandbox), sockets in zip(to_start, opened, strict=True):
             if sockets is None:
                 continue
@@ -176,6 +189,17 @@ class DnsService:
             self._on_loop(listener.serve())
             self.listeners[sid] = listener
             log.debug("dns listener for %s on ports %s", sandbox.name, sockets.ports)
+
+    def prepare_listener(self, sandbox: Sandbox) -> None:
+        """The engine starts a sandbox's first connect: open its listener in parallel with the
+        kernel work, so the name answers as soon as the connect is committed."""
+        if sandbox.mode != "bridge":
+            return
+        with self._lock:
+            if sandbox.id not in self.listeners and sandbox.id not in self._prepared:
+                self._prepared[sandbox.id] = self._preparer.submit(
+                    _open_or_log, (sandbox.id, sandbox)
+                )
 
     def clear_stale_redirects(self) -> None:
         """At start-up: a daemon killed right after a disconnect left the DNS redirect of a
@@ -245,6 +269,16 @@ class DnsService:
             listener.close()
             listener.teardown(remove_redirect=False)
         self.listeners.clear()
+
+
+def _discard_prepared(future: Future[SandboxSockets | None]) -> None:
+    sockets = future.result()
+    if sockets is None:
+        return
+    sockets.udp.close()
+    sockets.tcp.close()
+    _remove_redirect(sockets.netns_path)
+    sockets.worker.close()
 
 
 def _remove_redirect(netns_path: str) -> str | None:

@@ -65,6 +65,9 @@ class Engine:
         self._lock = threading.RLock()
         self._applied_ruleset: str | None = None
         self.repairs: list[str] = []  # what reconcile found and fixed, newest last
+        # Called with a sandbox when its first connect starts, before the kernel work: lets
+        # the DNS side prepare its listener meanwhile (the connect commits, or it is dropped).
+        self.first_connect_hooks: list[Callable[[Sandbox], None]] = []
 
     # --- lifecycle ---
 
@@ -283,6 +286,9 @@ class Engine:
                 )
             plan = plan_endpoint(self.registry, network, sandbox, req)
             endpoint = plan.endpoint
+            if not self.registry.endpoints_of(sandbox.id):
+                for hook in self.first_connect_hooks:
+                    hook(sandbox)
             spec = AttachSpec(endpoint, network, sandbox.netns_path, endpoint.is_gateway)
             self._with_intent(
                 {"op": "connect", "endpoint": to_dict(endpoint)},
@@ -406,4 +412,3 @@ class Engine:
 
     def _host_prefixes(self) -> list:
         return list(self.kernel.host_links().prefixes)
-

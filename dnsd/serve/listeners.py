@@ -8,9 +8,10 @@ free for the sandbox's own processes (Docker does the same with iptables).
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
 import socket
-import subprocess
+import struct
 from dataclasses import dataclass
 
 from netcore.kernel import netns
@@ -24,6 +25,7 @@ from .udp import UdpServer
 log = logging.getLogger(__name__)
 
 RESOLVER_ADDRESS = "127.0.0.11"
+_SIOCGIFFLAGS, _SIOCSIFFLAGS, _IFF_UP = 0x8913, 0x8914, 0x1
 UDP_RCVBUF = 4 << 20  # bursts: with the default buffer every server lost 0.2-1.5% (issue 5)
 
 
@@ -90,14 +92,13 @@ def open_sockets(netns_path: str, port: int = 0) -> SandboxSockets:
 
 
 def _ensure_loopback_up() -> None:
-    # An adopted namespace may have lo down: then 127.0.0.11 is not a local address.
-    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    try:
-        probe.bind((RESOLVER_ADDRESS, 0))
-    except OSError:
-        subprocess.run(["ip", "link", "set", "lo", "up"], capture_output=True, check=False)
-    finally:
-        probe.close()
+    """An adopted namespace may have `lo` down: then 127.0.0.11 still binds, but nothing
+    reaches it. Bring it up (called on a thread inside the namespace)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        request = struct.pack("16sH14x", b"lo", 0)
+        flags = struct.unpack_from("16sH", fcntl.ioctl(sock, _SIOCGIFFLAGS, request))[1]
+        if not flags & _IFF_UP:
+            fcntl.ioctl(sock, _SIOCSIFFLAGS, struct.pack("16sH14x", b"lo", flags | _IFF_UP))
 
 
 class SocketPool:

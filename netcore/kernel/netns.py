@@ -170,9 +170,7 @@ class NamespaceWorker:
             self._jobs.put((fn, future))
             if not self._running:
                 self._running = True
-                threading.Thread(
-                    target=self._run, name=f"netns:{self.path}", daemon=True
-                ).start()
+                threading.Thread(target=self._run, name=f"netns:{self.path}", daemon=True).start()
         return future.result()
 
     def socket(self, family: int, type_: int, proto: int = 0) -> socket.socket:
