@@ -139,24 +139,7 @@ class BenchHost(HostNamespace):
         )
         started = time.monotonic()
         self.daemon = subprocess.Popen(
-            [
-                *pin,
-                "nsenter",
-                f"--net={self.path}",
-                sys.executable,
-                "-m",
-                "dnsd",
-                "serve",
-                "--state-dir",
-                self.state_dir,
-                "--api-socket",
-                self.socket,
-                "--host-resolv-conf",
-                str(self.tmp / "resolv.conf"),
-                "--log-level",
-                "warning",
-                *extra_args,
-            ],
+            [*pin, *self.daemon_argv(*extra_args, log_level="warning")],
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,

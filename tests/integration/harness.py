@@ -79,27 +79,31 @@ class HostNamespace:
 
     # --- the daemon ---
 
+    def daemon_argv(self, *extra_args: str, log_level: str = "debug") -> list[str]:
+        """`dnsd serve` inside this namespace (only the network namespace entered)."""
+        return [
+            "nsenter",
+            f"--net={self.path}",
+            sys.executable,
+            "-m",
+            "dnsd",
+            "serve",
+            "--state-dir",
+            self.state_dir,
+            "--api-socket",
+            self.socket,
+            "--host-resolv-conf",
+            str(self.tmp / "resolv.conf"),
+            "--log-level",
+            log_level,
+            *extra_args,
+        ]
+
     def start_daemon(self, *extra_args: str) -> None:
         log = open(self.tmp / "daemon.log", "ab")  # noqa: SIM115 - closed in cleanup()
         self.logs.append(log)
         self.daemon = subprocess.Popen(
-            [
-                "nsenter",
-                f"--net={self.path}",
-                sys.executable,
-                "-m",
-                "dnsd",
-                "serve",
-                "--state-dir",
-                self.state_dir,
-                "--api-socket",
-                self.socket,
-                "--host-resolv-conf",
-                str(self.tmp / "resolv.conf"),
-                "--log-level",
-                "debug",
-                *extra_args,
-            ],
+            self.daemon_argv(*extra_args),
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
