@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -62,7 +61,3 @@ class Kernel(Protocol):
     def apply_nft(self, script: str, netns_path: str | None = None) -> None: ...
 
     def enable_forwarding(self) -> None: ...
-
-
-def bridge_prefixes(networks: Sequence[Network]) -> list[ipaddress.IPv4Network]:
-    return [n.ipv4.subnet for n in networks]

@@ -39,11 +39,6 @@ def exists(path: str) -> bool:
         return False
 
 
-def inode(path: str) -> int:
-    """The namespace identity behind a path (two paths, one namespace: same inode)."""
-    return os.stat(path).st_ino
-
-
 def run_in(path: str, fn: Callable[[], T]) -> T:
     """Run `fn` on a fresh thread that has entered the network namespace at `path`."""
     result: dict[str, object] = {}
