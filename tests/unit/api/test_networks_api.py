@@ -22,28 +22,14 @@ from netcore.kernel.fake import FakeKernel
 from netcore.requests import SandboxRequest
 from netcore.store.memory import MemoryStore
 
+from .responses import error_message, json_body
+
 pytestmark = pytest.mark.asyncio
-
-
-async def _json(resp: Any, status: int) -> Any:
-    text = await resp.text()
-    assert resp.status == status, text
-    return json.loads(text) if text.strip() else None
-
-
-async def _error(resp: Any, status: int, *fragments: str) -> str:
-    """The error message, checked for Docker's shape and exact content type."""
-    body = await _json(resp, status)
-    assert resp.headers["Content-Type"] == "application/json"  # the docker CLI needs it bare
-    assert set(body) == {"message"}
-    for fragment in fragments:
-        assert fragment in body["message"]
-    return body["message"]
 
 
 async def _create(api: TestClient, name: str, **body: Any) -> str:
     resp = await api.post("/networks/create", json={"Name": name, **body})
-    return (await _json(resp, 201))["Id"]
+    return (await json_body(resp, 201))["Id"]
 
 
 def _sandbox(engine: Engine, name: str) -> str:
@@ -64,19 +50,19 @@ async def test_ping_answers_ok_with_the_api_version_under_any_prefix(api):
 
 
 async def test_version_has_dockers_shape(api):
-    body = await _json(await api.get("/v1.41/version"), 200)
+    body = await json_body(await api.get("/v1.41/version"), 200)
     assert body["ApiVersion"] == "1.41" and body["MinAPIVersion"] == "1.24"
     assert body["Version"] == "0.0.0-test" and body["Os"] == "linux" and body["Arch"]
     assert body["Components"][0]["Name"] == "Engine"
 
 
 async def test_too_old_api_version_is_refused(api):
-    await _error(await api.get("/v1.12/networks"), 400, "too old", "1.24")
+    await error_message(await api.get("/v1.12/networks"), 400, "too old", "1.24")
 
 
 async def test_unknown_path_and_wrong_method_answer_in_dockers_shape(api):
-    assert await _error(await api.get("/v1.41/nothing/here"), 404) == "page not found"
-    await _error(await api.put("/networks/create"), 405)
+    assert await error_message(await api.get("/v1.41/nothing/here"), 404) == "page not found"
+    await error_message(await api.put("/networks/create"), 405)
 
 
 # --- create, list, inspect ---
@@ -97,7 +83,7 @@ async def test_create_then_inspect_by_name_id_and_prefix(api):
         SomethingNew={"ignored": True},  # unknown fields are ignored, as Docker does
     )  # fmt: skip
     for ref in ("front", net_id, net_id[:10]):
-        body = await _json(await api.get(f"/v1.41/networks/{ref}"), 200)
+        body = await json_body(await api.get(f"/v1.41/networks/{ref}"), 200)
         assert body["Id"] == net_id
     assert body["Name"] == "front" and body["Driver"] == "bridge" and body["Scope"] == "local"
     assert body["Internal"] is True and body["EnableIPv6"] is False
@@ -120,14 +106,14 @@ async def test_create_dual_stack(api, engine):
         EnableIPv6=True,
         IPAM={"Config": [{"Subnet": "10.41.0.0/24"}, {"Subnet": "fd00:41::/64"}]},
     )
-    body = await _json(await api.get(f"/networks/{net_id}"), 200)
+    body = await json_body(await api.get(f"/networks/{net_id}"), 200)
     assert body["EnableIPv6"] is True
     assert [c["Subnet"] for c in body["IPAM"]["Config"]] == ["10.41.0.0/24", "fd00:41::/64"]
     assert str(engine.registry.networks[net_id].ipv6.gateway) == "fd00:41::1"
 
 
 async def test_list_shows_builtin_networks_as_docker_does(api):
-    body = await _json(await api.get("/networks"), 200)
+    body = await json_body(await api.get("/networks"), 200)
     by_name = {n["Name"]: n for n in body}
     assert set(by_name) == {"bridge", "host", "none"}
     assert by_name["host"]["Driver"] == "host" and by_name["none"]["Driver"] == "null"
@@ -137,7 +123,7 @@ async def test_list_shows_builtin_networks_as_docker_does(api):
 
 async def _names(api: TestClient, filters: dict[str, Any]) -> list[str]:
     resp = await api.get("/networks", params={"filters": json.dumps(filters)})
-    return sorted(n["Name"] for n in await _json(resp, 200))
+    return sorted(n["Name"] for n in await json_body(resp, 200))
 
 
 async def test_list_filters(api, engine):
@@ -170,7 +156,7 @@ async def test_list_filters(api, engine):
     ],
 )
 async def test_bad_list_filters_are_400(api, filters, fragment):
-    await _error(await api.get("/networks", params={"filters": filters}), 400, fragment)
+    await error_message(await api.get("/networks", params={"filters": filters}), 400, fragment)
 
 
 # --- bad create bodies ---
@@ -211,7 +197,7 @@ async def test_bad_list_filters_are_400(api, filters, fragment):
 async def test_bad_create_bodies_are_400_naming_the_field(api, engine, body, field):
     before = set(engine.registry.networks)
     resp = await api.post("/networks/create", data=body)
-    await _error(resp, 400, field)
+    await error_message(resp, 400, field)
     assert set(engine.registry.networks) == before
 
 
@@ -220,10 +206,10 @@ async def test_bad_create_bodies_are_400_naming_the_field(api, engine, body, fie
 
 async def test_create_conflicts_are_409(api):
     await _create(api, "taken", IPAM={"Config": [{"Subnet": "10.50.0.0/16"}]})
-    await _error(await api.post("/networks/create", json={"Name": "taken"}), 409, "taken")
+    await error_message(await api.post("/networks/create", json={"Name": "taken"}), 409, "taken")
     overlap = {"Name": "other", "IPAM": {"Config": [{"Subnet": "10.50.3.0/24"}]}}
-    await _error(await api.post("/networks/create", json=overlap), 409, "overlaps")
-    await _error(await api.post("/networks/create", json={"Name": "host"}), 409, "host")
+    await error_message(await api.post("/networks/create", json=overlap), 409, "overlaps")
+    await error_message(await api.post("/networks/create", json={"Name": "host"}), 409, "host")
 
 
 async def test_concurrent_creates_of_one_name_exactly_one_wins(api, engine):
@@ -253,13 +239,13 @@ async def test_remove_then_404(api, kernel):
     resp = await api.delete("/v1.41/networks/gone")
     assert resp.status == 204
     assert bridge not in kernel.links
-    await _error(await api.get(f"/networks/{net_id}"), 404, "not found")
-    await _error(await api.delete("/networks/gone"), 404, "network gone not found")
+    await error_message(await api.get(f"/networks/{net_id}"), 404, "not found")
+    await error_message(await api.delete("/networks/gone"), 404, "network gone not found")
 
 
 async def test_predefined_networks_cannot_be_removed(api):
     for name in ("host", "none", "bridge"):
-        await _error(
+        await error_message(
             await api.delete(f"/networks/{name}"), 403,
             f"{name} is a pre-defined network and cannot be removed",
         )  # fmt: skip
@@ -268,7 +254,7 @@ async def test_predefined_networks_cannot_be_removed(api):
 async def test_remove_network_in_use_is_409(api, engine):
     await _create(api, "busy")
     engine.connect("busy", _sandbox(engine, "user1"), _connect())
-    await _error(await api.delete("/networks/busy"), 409, "user1", "disconnect")
+    await error_message(await api.delete("/networks/busy"), 409, "user1", "disconnect")
 
 
 async def test_ambiguous_prefix_is_refused(api, engine):
@@ -278,7 +264,7 @@ async def test_ambiguous_prefix_is_refused(api, engine):
     ]
     # 20 ids over 16 possible first characters: at least two share one.
     shared = next(c for c in "0123456789abcdef" if sum(i[0] == c for i in ids) > 1)
-    await _error(await api.get(f"/networks/{shared}"), 404, "ambiguous")
+    await error_message(await api.get(f"/networks/{shared}"), 404, "ambiguous")
 
 
 # --- connect, disconnect ---
@@ -305,7 +291,7 @@ async def test_connect_shows_the_sandbox_in_containers(api, engine):
     }
     resp = await api.post(f"/v1.41/networks/{net_id[:12]}/connect", json=body)
     assert resp.status == 200, await resp.text()
-    containers = (await _json(await api.get("/networks/web"), 200))["Containers"]
+    containers = (await json_body(await api.get("/networks/web"), 200))["Containers"]
     entry = containers[sandbox_id]
     assert entry["Name"] == "box" and entry["IPv4Address"] == "10.60.0.9/24"
     assert entry["MacAddress"] == "02:42:0a:3c:00:63" and entry["IPv6Address"] == ""
@@ -320,23 +306,25 @@ async def test_connect_errors(api, engine):
     url = "/networks/c1/connect"
     ok = {"Container": "b1", "EndpointConfig": {"IPAMConfig": {"IPv4Address": "10.61.0.5"}}}
     assert (await api.post(url, json=ok)).status == 200
-    await _error(await api.post(url, json=ok), 409, "already connected")
+    await error_message(await api.post(url, json=ok), 409, "already connected")
     same_ip = {"Container": "b2", "EndpointConfig": {"IPAMConfig": {"IPv4Address": "10.61.0.5"}}}
-    await _error(await api.post(url, json=same_ip), 409, "10.61.0.5")
+    await error_message(await api.post(url, json=same_ip), 409, "10.61.0.5")
     outside = {"Container": "b2", "EndpointConfig": {"IPAMConfig": {"IPv4Address": "10.9.9.9"}}}
-    await _error(await api.post(url, json=outside), 400)
-    await _error(await api.post(url, json={"Container": "nobody"}), 404, "nobody")
-    await _error(await api.post("/networks/nonet/connect", json={"Container": "b2"}), 404)
-    await _error(await api.post(url, json={}), 400, "Container")
-    await _error(await api.post(url, json={"Container": 7}), 400, "Container")
+    await error_message(await api.post(url, json=outside), 400)
+    await error_message(await api.post(url, json={"Container": "nobody"}), 404, "nobody")
+    await error_message(await api.post("/networks/nonet/connect", json={"Container": "b2"}), 404)
+    await error_message(await api.post(url, json={}), 400, "Container")
+    await error_message(await api.post(url, json={"Container": 7}), 400, "Container")
     bad_alias = {"Container": "b2", "EndpointConfig": {"Aliases": ["a;b"]}}
-    await _error(await api.post(url, json=bad_alias), 400, "Aliases")
+    await error_message(await api.post(url, json=bad_alias), 400, "Aliases")
     wrong_type = {"Container": "b2", "EndpointConfig": {"Aliases": "www"}}
-    await _error(await api.post(url, json=wrong_type), 400, "EndpointConfig.Aliases")
+    await error_message(await api.post(url, json=wrong_type), 400, "EndpointConfig.Aliases")
     bad_ip = {"Container": "b2", "EndpointConfig": {"IPAMConfig": {"IPv4Address": "x"}}}
-    await _error(await api.post(url, json=bad_ip), 400, "IPv4Address")
-    await _error(await api.post("/networks/host/connect", json={"Container": "b2"}), 400, "host")
-    await _error(await api.post("/networks/none/disconnect", json={"Container": "b2"}), 400)
+    await error_message(await api.post(url, json=bad_ip), 400, "IPv4Address")
+    await error_message(
+        await api.post("/networks/host/connect", json={"Container": "b2"}), 400, "host"
+    )
+    await error_message(await api.post("/networks/none/disconnect", json={"Container": "b2"}), 400)
     assert [e.ipv4.exploded for e in engine.registry.endpoints.values()] == ["10.61.0.5"]
 
 
@@ -346,7 +334,7 @@ async def test_failed_attach_is_500_and_leaves_nothing(api, engine, kernel: Fake
     links = set(kernel.links)
     kernel.fail_attach = NetlinkError("veth add: Operation not permitted")
     resp = await api.post("/networks/frail/connect", json={"Container": "victim"})
-    assert "Operation not permitted" in await _error(resp, 500)
+    assert "Operation not permitted" in await error_message(resp, 500)
     assert not engine.registry.endpoints and not engine.registry.intents
     assert kernel.links == links
 
@@ -357,9 +345,9 @@ async def test_disconnect(api, engine):
     body = {"Container": "leaver", "Force": False}
     assert (await api.post("/networks/d1/disconnect", json=body)).status == 200
     assert not engine.registry.endpoints
-    await _error(await api.post("/networks/d1/disconnect", json=body), 404, "not connected")
-    await _error(await api.post("/networks/d1/disconnect", json={"Container": "x", "Force": 1}),
-                 400, "Force")  # fmt: skip
+    await error_message(await api.post("/networks/d1/disconnect", json=body), 404, "not connected")
+    forced = {"Container": "x", "Force": 1}
+    await error_message(await api.post("/networks/d1/disconnect", json=forced), 400, "Force")
 
 
 # --- prune ---
@@ -373,11 +361,11 @@ async def test_prune_removes_only_unused_user_networks(api, engine):
     resp = await api.post(
         "/v1.41/networks/prune", params={"filters": '{"label!":{"keep=yes":true}}'}
     )
-    assert await _json(resp, 200) == {"NetworksDeleted": ["old1"]}
+    assert await json_body(resp, 200) == {"NetworksDeleted": ["old1"]}
     resp = await api.post("/networks/prune", params={"filters": '{"until":{"1":true}}'})
-    assert await _json(resp, 200) == {"NetworksDeleted": []}  # all created after 1970
+    assert await json_body(resp, 200) == {"NetworksDeleted": []}  # all created after 1970
     resp = await api.post("/networks/prune")
-    assert await _json(resp, 200) == {"NetworksDeleted": ["old2"]}
+    assert await json_body(resp, 200) == {"NetworksDeleted": ["old2"]}
     assert sorted(n.name for n in engine.registry.networks.values()) == ["bridge", "used"]
 
 
@@ -385,14 +373,14 @@ async def test_prune_with_label_and_until(api, engine):
     await _create(api, "l1", Labels={"stage": "ci"})
     await _create(api, "l2")
     resp = await api.post("/networks/prune", params={"filters": '{"label":{"stage=ci":true}}'})
-    assert await _json(resp, 200) == {"NetworksDeleted": ["l1"]}
-    await _error(
+    assert await json_body(resp, 200) == {"NetworksDeleted": ["l1"]}
+    await error_message(
         await api.post("/networks/prune", params={"filters": '{"until":{"soon":true}}'}),
         400, "until",
     )  # fmt: skip
     future = '{"until":{"2999-01-01T00:00:00Z":true}}'
     resp = await api.post("/networks/prune", params={"filters": future})
-    assert await _json(resp, 200) == {"NetworksDeleted": ["l2"]}
+    assert await json_body(resp, 200) == {"NetworksDeleted": ["l2"]}
 
 
 # --- failures of the daemon ---
@@ -401,7 +389,7 @@ async def test_prune_with_label_and_until(api, engine):
 async def test_store_failure_is_503_and_nothing_is_created(api, engine, store: MemoryStore):
     store.fail_next = StoreError("state store is read-only: fix the disk and retry")
     resp = await api.post("/networks/create", json={"Name": "nodisk"})
-    await _error(resp, 503, "read-only")
+    await error_message(resp, 503, "read-only")
     assert "nodisk" not in {n.name for n in engine.registry.networks.values()}
 
 
@@ -410,7 +398,7 @@ async def test_unexpected_exception_is_500_without_a_traceback(api, engine, monk
         raise RuntimeError("secret internals")
 
     monkeypatch.setattr(engine, "create_network", explode)
-    message = await _error(await api.post("/networks/create", json={"Name": "x"}), 500)
+    message = await error_message(await api.post("/networks/create", json={"Name": "x"}), 500)
     assert "secret" not in message and "log" in message
 
 
@@ -421,9 +409,11 @@ async def test_token_is_required_when_set(engine):
     client = TestClient(TestServer(create_app(engine, token="s3cret", version="t")))
     await client.start_server()
     try:
-        await _error(await client.get("/_ping"), 401, "Bearer")
-        await _error(await client.get("/networks", headers={"Authorization": "Bearer no"}), 401)
-        await _error(await client.get("/networks", headers={"Authorization": "s3cret"}), 401)
+        await error_message(await client.get("/_ping"), 401, "Bearer")
+        await error_message(
+            await client.get("/networks", headers={"Authorization": "Bearer no"}), 401
+        )
+        await error_message(await client.get("/networks", headers={"Authorization": "s3cret"}), 401)
         ok = await client.get("/v1.41/networks", headers={"Authorization": "Bearer s3cret"})
         assert ok.status == 200
     finally:

@@ -12,26 +12,14 @@ from netcore.engine import Engine
 from netcore.kernel.fake import FakeKernel
 from netcore.requests import NetworkRequest
 
+from .responses import error_message, json_body
+
 pytestmark = pytest.mark.asyncio
-
-
-async def _json(resp: Any, status: int) -> Any:
-    text = await resp.text()
-    assert resp.status == status, text
-    return json.loads(text) if text.strip() else None
-
-
-async def _error(resp: Any, status: int, *fragments: str) -> str:
-    body = await _json(resp, status)
-    assert set(body) == {"message"}
-    for fragment in fragments:
-        assert fragment in body["message"], body["message"]
-    return body["message"]
 
 
 async def _create(api: Any, name: str, **body: Any) -> str:
     resp = await api.post("/v1.41/sandboxes", json={"Name": name, **body})
-    return (await _json(resp, 201))["Id"]
+    return (await json_body(resp, 201))["Id"]
 
 
 @pytest.fixture
@@ -42,7 +30,7 @@ def net(engine: Engine) -> str:
 async def test_create_minimal_then_inspect_by_name_id_and_prefix(api, engine):
     sandbox_id = await _create(api, "plain")
     for ref in ("plain", sandbox_id, sandbox_id[:8]):
-        body = await _json(await api.get(f"/sandboxes/{ref}"), 200)
+        body = await json_body(await api.get(f"/sandboxes/{ref}"), 200)
         assert body["Id"] == sandbox_id
     assert body["Name"] == "plain" and body["NetNS"] == "/run/netns/plain"
     assert body["Owned"] is True and body["NetworkMode"] == "bridge"
@@ -66,7 +54,7 @@ async def test_create_with_every_field(api, net):
         EndpointConfig={"Aliases": ["www"], "IPAMConfig": {"IPv4Address": "10.70.0.50"}},
         FutureField=[1, 2],  # unknown fields are ignored
     )
-    body = await _json(await api.get("/sandboxes/full"), 200)
+    body = await json_body(await api.get("/sandboxes/full"), 200)
     assert body["Hostname"] == "full.example"
     assert body["Dns"] == ["9.9.9.9"] and body["DnsSearch"] == ["corp.example"]
     assert body["DnsOptions"] == ["ndots:2"]
@@ -79,7 +67,7 @@ async def test_create_with_every_field(api, net):
     assert endpoint["IPAddress"] == "10.70.0.50" and endpoint["IPPrefixLen"] == 24
     assert endpoint["Gateway"] == "10.70.0.1" and endpoint["Aliases"] == ["www"]
     assert endpoint["NetworkID"] == net and endpoint["InterfaceName"] == "eth0"
-    containers = (await _json(await api.get("/networks/apps"), 200))["Containers"]
+    containers = (await json_body(await api.get("/networks/apps"), 200))["Containers"]
     assert containers[sandbox_id]["IPv4Address"] == "10.70.0.50/24"
 
 
@@ -87,7 +75,7 @@ async def test_two_sandboxes_on_a_network_get_distinct_addresses(api, net):
     one = await _create(api, "one", NetworkMode="apps")
     await _create(api, "two", NetworkMode=net)  # by full id
     await _create(api, "three", NetworkMode=f"container:{one}")
-    listed = await _json(await api.get("/sandboxes"), 200)
+    listed = await json_body(await api.get("/sandboxes"), 200)
     addresses = {s["Name"]: s["Networks"]["apps"]["IPAddress"] for s in listed}
     assert addresses == {"one": "10.70.0.2", "two": "10.70.0.3", "three": "10.70.0.2"}
 
@@ -97,27 +85,27 @@ async def test_modes_none_host_and_container(api, engine, net):
     host_id = await _create(api, "hosty", NetworkMode="host")
     await _create(api, "main", NetworkMode="apps")
     await _create(api, "side", NetworkMode="container:main")
-    side = await _json(await api.get("/sandboxes/side"), 200)
+    side = await json_body(await api.get("/sandboxes/side"), 200)
     assert side["NetworkMode"] == "container:main" and side["NetNS"] == "/run/netns/main"
     assert side["Networks"]["apps"]["IPAddress"] == "10.70.0.2"  # it shares main's namespace
-    hosty = await _json(await api.get("/sandboxes/hosty"), 200)
+    hosty = await json_body(await api.get("/sandboxes/hosty"), 200)
     assert hosty["NetworkMode"] == "host" and hosty["ResolvConfPath"] == ""
-    host_net = await _json(await api.get("/networks/host"), 200)
+    host_net = await json_body(await api.get("/networks/host"), 200)
     assert list(host_net["Containers"]) == [host_id]
-    none_net = await _json(await api.get("/networks/none"), 200)
+    none_net = await json_body(await api.get("/networks/none"), 200)
     assert [c["Name"] for c in none_net["Containers"].values()] == ["iso"]
-    await _error(
+    await error_message(
         await api.post("/networks/apps/connect", json={"Container": "iso"}), 409, "none mode"
     )
-    await _error(await api.delete("/sandboxes/main"), 409, "side")
+    await error_message(await api.delete("/sandboxes/main"), 409, "side")
 
 
 async def test_adopted_namespace(api, kernel: FakeKernel):
     kernel.add_foreign_netns("/proc/4242/ns/net")
     await _create(api, "adopted", NetNS="/proc/4242/ns/net")
-    body = await _json(await api.get("/sandboxes/adopted"), 200)
+    body = await json_body(await api.get("/sandboxes/adopted"), 200)
     assert body["Owned"] is False and body["NetNS"] == "/proc/4242/ns/net"
-    await _error(
+    await error_message(
         await api.post("/sandboxes", json={"Name": "ghost", "NetNS": "/proc/1/ns/nope"}),
         404, "not a network namespace",
     )  # fmt: skip
@@ -164,19 +152,19 @@ async def test_adopted_namespace(api, kernel: FakeKernel):
 )  # fmt: skip
 async def test_bad_bodies_are_400_naming_the_field(api, engine, net, body, field):
     resp = await api.post("/sandboxes", data=body)
-    await _error(resp, 400, field)
+    await error_message(resp, 400, field)
     assert not engine.registry.sandboxes
 
 
 async def test_conflicts_and_unknowns(api, engine, net):
     await _create(api, "dup")
-    await _error(await api.post("/sandboxes", json={"Name": "dup"}), 409, "dup")
-    await _error(await api.get("/sandboxes/nobody"), 404, "No such sandbox: nobody")
-    await _error(await api.delete("/sandboxes/nobody"), 404)
-    await _error(
+    await error_message(await api.post("/sandboxes", json={"Name": "dup"}), 409, "dup")
+    await error_message(await api.get("/sandboxes/nobody"), 404, "No such sandbox: nobody")
+    await error_message(await api.delete("/sandboxes/nobody"), 404)
+    await error_message(
         await api.post("/sandboxes", json={"Name": "lost", "NetworkMode": "nonet"}), 404, "nonet"
     )
-    await _error(
+    await error_message(
         await api.post("/sandboxes", json={"Name": "lost", "NetworkMode": "container:nobody"}),
         404,
     )
@@ -184,7 +172,7 @@ async def test_conflicts_and_unknowns(api, engine, net):
         "IPAMConfig": {"IPv4Address": "10.70.0.9"}})  # fmt: skip
     taken = {"Name": "second", "NetworkMode": "apps",
              "EndpointConfig": {"IPAMConfig": {"IPv4Address": "10.70.0.9"}}}  # fmt: skip
-    await _error(await api.post("/sandboxes", json=taken), 409, "10.70.0.9")
+    await error_message(await api.post("/sandboxes", json=taken), 409, "10.70.0.9")
     # Nothing half-done: the failed creates left no sandbox and no namespace behind.
     assert sorted(s.name for s in engine.registry.sandboxes.values()) == ["dup", "first"]
     assert sorted(engine.kernel.namespaces) == ["/run/netns/dup", "/run/netns/first"]
@@ -197,7 +185,7 @@ async def test_remove_disconnects_and_deletes_the_namespace(api, engine, net):
     assert resp.status == 204
     assert not engine.registry.endpoints and not engine.registry.sandboxes
     assert "/run/netns/temp" not in engine.kernel.namespaces
-    await _error(await api.get("/sandboxes/temp"), 404)
+    await error_message(await api.get("/sandboxes/temp"), 404)
 
 
 async def test_concurrent_creates_of_one_name_exactly_one_wins(api, engine, net):
@@ -213,7 +201,7 @@ async def test_list_filters(api):
     await _create(api, "alpha")
     beta = await _create(api, "beta")
     resp = await api.get("/sandboxes", params={"filters": '{"name":{"alp":true}}'})
-    assert [s["Name"] for s in await _json(resp, 200)] == ["alpha"]
+    assert [s["Name"] for s in await json_body(resp, 200)] == ["alpha"]
     resp = await api.get("/sandboxes", params={"filters": json.dumps({"id": [beta[:6]]})})
-    assert [s["Name"] for s in await _json(resp, 200)] == ["beta"]
-    await _error(await api.get("/sandboxes", params={"filters": '{"x":{"1":true}}'}), 400)
+    assert [s["Name"] for s in await json_body(resp, 200)] == ["beta"]
+    await error_message(await api.get("/sandboxes", params={"filters": '{"x":{"1":true}}'}), 400)
