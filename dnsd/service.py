@@ -85,7 +85,6 @@ class DnsService:
         self._view = self._views.build(Snapshot())
         self._snapshot = Snapshot()
         self._sandboxes: dict[str, Sandbox] = {}
-        self._upstreams: dict[str, tuple[Upstream, ...]] = {}
         self._written: dict[str, tuple[object, ...]] = {}
         self._lock = threading.Lock()
         # Listeners being opened while the engine attaches a sandbox's first network.
@@ -104,7 +103,9 @@ class DnsService:
         listener = self.listeners.get(sandbox_id)
         if listener is None:  # removed meanwhile: never forward from the daemon's namespace
             return empty_reply(decision.query, RCODE_SERVFAIL)
-        upstreams = self._upstreams.get(sandbox_id, self.host.upstreams)
+        sandbox = self._sandboxes.get(sandbox_id)
+        own = sandbox.dns if sandbox is not None else ()
+        upstreams = sandbox_upstreams(own, self.host.upstreams)  # the host's, unless it has own
         return await self.forwarder.forward(
             packet,
             None,
@@ -133,9 +134,6 @@ class DnsService:
             self._snapshot = snapshot
             sandboxes = {s.id: s for s in snapshot.sandboxes}
             self._sandboxes = sandboxes
-            self._upstreams = {
-                sid: sandbox_upstreams(sb.dns, self.host.upstreams) for sid, sb in sandboxes.items()
-            }
             self._view = self._views.build(snapshot, host_explicit_ndots=self.host.explicit_ndots)
             self._reconcile_listeners(snapshot, sandboxes)
             self._write_files(snapshot, sandboxes)
