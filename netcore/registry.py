@@ -41,6 +41,15 @@ def delete(obj: Network | Sandbox | Endpoint) -> Delete:
 
 Listener = Callable[[Snapshot], None]
 
+# Store kind -> (the registry's map of it, how its stored body becomes an object).
+_DECODERS: dict[str, tuple[str, Callable[[dict[str, Any]], Any]]] = {
+    "network": ("networks", network_from_dict),
+    "sandbox": ("sandboxes", sandbox_from_dict),
+    "endpoint": ("endpoints", endpoint_from_dict),
+    "intent": ("intents", dict),
+    "meta": ("meta", dict),
+}
+
 
 class Registry:
     def __init__(self, store: Store) -> None:
@@ -57,12 +66,10 @@ class Registry:
         self._load()
 
     def _load(self) -> None:
-        data = self._store.load()
-        self.networks = {k: network_from_dict(v) for k, v in data.get("network", {}).items()}
-        self.sandboxes = {k: sandbox_from_dict(v) for k, v in data.get("sandbox", {}).items()}
-        self.endpoints = {k: endpoint_from_dict(v) for k, v in data.get("endpoint", {}).items()}
-        self.intents = dict(data.get("intent", {}))
-        self.meta = dict(data.get("meta", {}))
+        for kind, objects in self._store.load().items():
+            if kind in _DECODERS:  # a kind of a newer version is left alone
+                for oid, body in objects.items():
+                    self._apply(Put(kind, oid, body))
         self._revision = int(self.meta.get("revision", {}).get("value", 0))
 
     # --- writing ---
@@ -86,16 +93,10 @@ class Registry:
                     log.exception("registry listener failed at revision %d", revision)
 
     def _apply(self, op: Op) -> None:
-        decode: dict[str, tuple[dict[str, Any], Callable[[dict[str, Any]], Any]]] = {
-            "network": (self.networks, network_from_dict),
-            "sandbox": (self.sandboxes, sandbox_from_dict),
-            "endpoint": (self.endpoints, endpoint_from_dict),
-            "intent": (self.intents, dict),
-            "meta": (self.meta, dict),
-        }
-        bucket, parse = decode[op.kind]
+        attribute, decode = _DECODERS[op.kind]
+        bucket = getattr(self, attribute)
         if isinstance(op, Put):
-            bucket[op.id] = parse(op.body)
+            bucket[op.id] = decode(op.body)
         else:
             bucket.pop(op.id, None)
 
