@@ -28,6 +28,7 @@ from .request import (
     CniError,
     Invocation,
     NetConf,
+    error_version,
     parse_invocation,
 )
 from .result import Dns, attachment_result
@@ -219,11 +220,9 @@ def run(inv: Invocation, probe: Probe | None = None) -> dict[str, Any] | None:
 
 def execute(env: Mapping[str, str], stdin: bytes, probe: Probe | None = None) -> tuple[int, str]:
     """(exit status, stdout) of one plugin run; errors as the spec's error JSON, status 1."""
-    version = DEFAULT_VERSION
+    version = error_version(stdin)
     try:
-        inv = parse_invocation(env, stdin)
-        version = inv.cni_version
-        out = run(inv, probe)
+        out = run(parse_invocation(env, stdin), probe)
     except CniError as exc:
         return 1, json.dumps(exc.to_json(version))
     except Exception as exc:  # a bug: still the spec's shape, so the runtime shows it

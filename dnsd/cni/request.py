@@ -220,6 +220,16 @@ def _version_of(stdin: bytes) -> str:
     return version if isinstance(version, str) else DEFAULT_VERSION
 
 
+def error_version(stdin: bytes) -> str:
+    """The version an error result is written in: the configuration's, when it is readable
+    and supported (never raises)."""
+    try:
+        version = _version_of(stdin)
+    except CniError:
+        return DEFAULT_VERSION
+    return version if version in SUPPORTED_VERSIONS else DEFAULT_VERSION
+
+
 def _version_tuple(version: str) -> tuple[int, ...]:
     return tuple(int(p) for p in version.split("."))
 
