@@ -23,6 +23,7 @@ def in_ci() -> bool:
 
 def unavailable(reason: str) -> NoReturn:
     """Skip (also from module level) with `reason`; in CI fail with it instead."""
+    __tracebackhide__ = True  # reports point at the test, not here
     if in_ci():
         pytest.fail(f"CI must run this test, but: {reason}", pytrace=False)
     pytest.skip(reason, allow_module_level=True)
@@ -35,6 +36,7 @@ def missing_binaries(names: tuple[str, ...]) -> list[str]:
 
 def require_binary(name: str, install: str, *, also: tuple[str, ...] = ()) -> str:
     """The path of executable `name` (on PATH, else the first of `also` that runs)."""
+    __tracebackhide__ = True  # reports point at the test, not here
     for path in (shutil.which(name), *also):
         if path and os.access(path, os.X_OK):
             return path
@@ -43,6 +45,7 @@ def require_binary(name: str, install: str, *, also: tuple[str, ...] = ()) -> st
 
 def require_module(name: str, install: str) -> ModuleType:
     """Python module `name`, imported."""
+    __tracebackhide__ = True  # reports point at the test, not here
     try:
         return importlib.import_module(name)
     except ImportError as exc:
@@ -51,10 +54,12 @@ def require_module(name: str, install: str) -> ModuleType:
 
 def require_root(why: str) -> None:
     """Return if running as root; `why` says what needs it."""
+    __tracebackhide__ = True  # reports point at the test, not here
     if os.geteuid() != 0:
         unavailable(f"needs root: {why}")
 
 
 def kernel_lacks(feature: str, config: str, consequence: str) -> NoReturn:
     """Skip, in CI too: the running kernel lacks `feature` (built with `config`)."""
+    __tracebackhide__ = True  # reports point at the test, not here
     pytest.skip(f"kernel lacks {feature} ({config}); {consequence}")
