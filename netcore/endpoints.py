@@ -9,6 +9,7 @@ import ipaddress
 from dataclasses import dataclass, replace
 
 from .errors import InvalidArgument
+from .intents import Connect
 from .ipam.allocator import SubnetAllocator
 from .ipam.mac import mac_from_ipv4, validate_mac
 from .model import Endpoint, Network, Sandbox
@@ -75,9 +76,8 @@ def allocator(registry: Registry, network: Network, version: int) -> SubnetAlloc
     assert side is not None
     used = [getattr(e, field) for e in registry.endpoints_on(network.id)]
     for intent in registry.intents.values():
-        pending = intent.get("endpoint") if intent.get("op") == "connect" else None
-        if pending and pending["network_id"] == network.id and pending.get(field):
-            used.append(_ip(pending[field]))
+        if isinstance(intent, Connect) and intent.endpoint.network_id == network.id:
+            used.append(getattr(intent.endpoint, field))
     cursor = registry.meta.get(_cursor_key(network, version), {}).get("value")
     return SubnetAllocator(
         side.subnet,

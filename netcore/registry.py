@@ -13,6 +13,8 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from .errors import NetworkNotFound, NotFound, SandboxNotFound
+from .intents import Intent
+from .intents import decode as intent_from_dict
 from .model import (
     Endpoint,
     Network,
@@ -46,7 +48,7 @@ _DECODERS: dict[str, tuple[str, Callable[[dict[str, Any]], Any]]] = {
     "network": ("networks", network_from_dict),
     "sandbox": ("sandboxes", sandbox_from_dict),
     "endpoint": ("endpoints", endpoint_from_dict),
-    "intent": ("intents", dict),
+    "intent": ("intents", intent_from_dict),
     "meta": ("meta", dict),
 }
 
@@ -58,7 +60,7 @@ class Registry:
         self.networks: dict[str, Network] = {}
         self.sandboxes: dict[str, Sandbox] = {}
         self.endpoints: dict[str, Endpoint] = {}
-        self.intents: dict[str, dict[str, Any]] = {}
+        self.intents: dict[str, Intent] = {}  # changes in flight (see intents.py)
         self.meta: dict[str, dict[str, Any]] = {}
         self._revision = 0
         self._snapshot: Snapshot | None = None
