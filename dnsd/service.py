@@ -27,10 +27,10 @@ from .core.incremental import ViewBuilder
 from .core.view import ZoneView, root_sandbox
 from .core.wire import SERVFAIL as RCODE_SERVFAIL
 from .core.wire import empty_reply
-from .files import write_managed
 from .forward.forwarder import Forwarder
-from .hosts import render_hosts
-from .resolvconf import (
+from .sandbox_files.hosts import render_hosts
+from .sandbox_files.managed import write_managed
+from .sandbox_files.resolvconf import (
     Upstream,
     explicit_ndots,
     load_host_text,

@@ -25,7 +25,7 @@ from dnsd.forward import (
     is_answer_to,
     parse_question,
 )
-from dnsd.resolvconf import Upstream
+from dnsd.sandbox_files.resolvconf import Upstream
 from netcore.errors import InvalidArgument, VanishedNamespace
 from tests.fakes.upstream import BIG_TXT, FakeUpstream, slow, spoof
 
