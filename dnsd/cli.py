@@ -35,7 +35,7 @@ from .config import (
     MAX_INFLIGHT_FORWARDS,
     DaemonConfig,
 )
-from .resolvconf import parse_upstream
+from .sandbox_files.resolvconf import parse_upstream
 
 EXIT_USAGE = 2
 LOG_LEVELS = ("debug", "info", "warning", "error")

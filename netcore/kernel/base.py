@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import ipaddress
+import socket
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from ..model import Endpoint, Network
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +29,22 @@ class HostLinks:
 
     names: frozenset[str]
     prefixes: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
+
+
+class NetnsWorker(Protocol):
+    """A thread inside one namespace that runs small jobs for callers on other threads."""
+
+    path: str
+
+    def call(self, fn: Callable[[], T]) -> T:
+        """Run `fn` inside the namespace and return (or raise) what it did."""
+        ...
+
+    def socket(self, family: int, type_: int, proto: int = 0) -> socket.socket:
+        """A socket living in the namespace (usable from any thread)."""
+        ...
+
+    def close(self) -> None: ...
 
 
 class Kernel(Protocol):
@@ -61,3 +81,17 @@ class Kernel(Protocol):
     def apply_nft(self, script: str, netns_path: str | None = None) -> None: ...
 
     def enable_forwarding(self) -> None: ...
+
+    # --- what the embedded DNS server needs inside a sandbox ---
+
+    def netns_worker(self, netns_path: str) -> NetnsWorker:
+        """A worker thread inside the namespace (VanishedNamespace if it is gone)."""
+        ...
+
+    def apply_dns_redirect(self, worker: NetnsWorker, udp_port: int, tcp_port: int) -> None:
+        """Redirect 127.0.0.11:53 of the worker's namespace to these ports (idempotent)."""
+        ...
+
+    def remove_dns_redirect(self, netns_path: str, worker: NetnsWorker | None = None) -> None:
+        """Drop that redirect; through `worker` when one is at hand (no nsenter exec)."""
+        ...
