@@ -2,7 +2,8 @@
 
 Only what the embedded server needs: the 12-byte header, exactly one uncompressed question,
 an optional OPT record, and builders for replies and A/AAAA/PTR/SRV resource records. dnslib is
-far too slow for ~150k queries/s and is used only by the oracle (`slow.py`) and the tests.
+far too slow for ~150k queries/s and is used only by the tests and their oracle
+(`tests/oracle/slow.py`).
 """
 
 from __future__ import annotations

@@ -20,8 +20,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dnsd.core import answer, build_view
-from dnsd.core.slow import answer_slow
 from netcore.model import Endpoint, Network, PortBinding, Sandbox, Snapshot, Subnet4, Subnet6
+from tests.oracle.slow import answer_slow
 
 NAME_POOL = ["web", "Web", "db", "api", "x-1", "svc_a", "a.b", "web.", "bad..name", "n1", "big"]
 NET_POOL = ["netA", "NETA", "netB", "internal", "v6", "my.net", "x"]
