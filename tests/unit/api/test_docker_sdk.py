@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from dnsd.client import ApiClient
+from dnsd.cli.api_client import ApiClient
 from netcore.engine import Engine
 
 docker = pytest.importorskip("docker", reason="no docker SDK (pip install docker)")

@@ -13,7 +13,7 @@ import urllib.parse
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .config import DEFAULT_API_SOCKET
+from ..config import DEFAULT_API_SOCKET
 
 
 class ApiError(Exception):
