@@ -28,6 +28,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "serve":
             return cmd_serve(args)
+        if hasattr(args, "run_local"):  # needs no daemon (`cni install`)
+            return int(args.run_local(args))
         return int(args.run(api_client(args), args) or 0)
     except UsageError as exc:
         print(f"dnsd: {exc}", file=sys.stderr)
