@@ -7,10 +7,14 @@ the daemon's message and a non-zero exit status.
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
+import socket
 import sys
 from collections.abc import Sequence
 from typing import Any
+
+from netcore.store.etcd import DEFAULT_HOST_TTL_S, ClusterOptions
 
 from .cli_commands import (  # noqa: F401 - table and exec_argv are part of this module's API
     UsageError,
@@ -83,6 +87,39 @@ def serve_config(args: argparse.Namespace) -> DaemonConfig:
         if args.forward_rate is None
         else _positive(args.forward_rate, "--forward-rate"),
         reconcile_interval_s=_positive(args.reconcile_interval, "--reconcile-interval"),
+        store=_store_url(args.store),
+        cluster=_cluster(args),
+    )
+
+
+def _store_url(value: str | None) -> str | None:
+    if value is not None and value.partition("://")[0] not in ("sqlite", "memory", "etcd"):
+        raise UsageError(
+            f"--store {value!r}: use sqlite://PATH, memory:// or etcd://HOST:PORT[,...][/PREFIX]"
+        )
+    return value
+
+
+def _cluster(args: argparse.Namespace) -> ClusterOptions:
+    if args.host_ttl < 2:
+        raise UsageError(f"--host-ttl must be at least 2 seconds, got {args.host_ttl}")
+    if args.advertise_addr is not None:
+        try:
+            ipaddress.IPv4Address(args.advertise_addr)
+        except ValueError:
+            raise UsageError(
+                f"--advertise-addr {args.advertise_addr!r}: give this host's IPv4 address on "
+                "the underlay"
+            ) from None
+    return ClusterOptions(
+        host_id=args.host_id or socket.gethostname(),
+        advertise_addr=args.advertise_addr,
+        host_ttl_s=args.host_ttl,
+        cacert=args.etcd_cacert,
+        cert=args.etcd_cert,
+        key=args.etcd_key,
+        user=args.etcd_user,
+        password=args.etcd_password or os.environ.get("DNSD_ETCD_PASSWORD"),
     )
 
 
@@ -151,6 +188,15 @@ def _add_serve(sub: Any) -> None:
                             "help": "forwarded queries/s per sandbox (default: unlimited)"}),
         ("--reconcile-interval", {"type": float, "default": 10.0, "metavar": "S",
                                   "help": "how often the kernel is checked against the state"}),
+        ("--store", {"metavar": "URL", "help": "sqlite://PATH (default: STATE_DIR/state.db), "
+                     "memory://, or etcd://HOST:PORT[,HOST:PORT...][/PREFIX] for several hosts"}),
+        ("--host-id", {"metavar": "NAME", "help": "this host in the cluster (default: hostname)"}),
+        ("--advertise-addr", {"metavar": "IP", "help": "this host's underlay address (VXLAN)"}),
+        ("--host-ttl", {"type": int, "default": DEFAULT_HOST_TTL_S, "metavar": "S",
+                        "help": "a dead host's names go after this (etcd lease TTL)"}),
+        ("--etcd-cacert", {"metavar": "PATH"}), ("--etcd-cert", {"metavar": "PATH"}),
+        ("--etcd-key", {"metavar": "PATH"}), ("--etcd-user", {"metavar": "NAME"}),
+        ("--etcd-password", {"help": "or env DNSD_ETCD_PASSWORD"}),
     )  # fmt: skip
 
 
@@ -168,6 +214,8 @@ def _add_network(sub: Any, conn: argparse.ArgumentParser, fmt: argparse.Argument
         ("--opt", "-o", {**MANY, "metavar": "KEY=VALUE"}),
         ("--label", {**MANY, "metavar": "KEY=VALUE"}),
         ("--dns-ttl", {"type": int, "metavar": "SECONDS", "help": "answer TTL (default 0)"}),
+        ("--driver", "-d", {"choices": ("bridge", "overlay"), "default": "bridge",
+                            "help": "overlay: spans the hosts of an etcd store"}),
     )  # fmt: skip
     _command(
         net, "ls", cmd_network_ls, [conn, fmt], "list networks",

@@ -71,6 +71,11 @@ def allocator(registry: Registry, network: Network, version: int) -> SubnetAlloc
         pending = intent.get("endpoint") if intent.get("op") == "connect" else None
         if pending and pending["network_id"] == network.id and pending.get(field):
             used.append(_ip(pending[field]))
+    # Addresses other hosts claimed on an overlay, whose endpoints may not be published yet.
+    for claim in registry.remote_claims:
+        network_id, _, address = claim.partition("/")
+        if network_id == network.id and _ip(address).version == version:
+            used.append(_ip(address))
     cursor = registry.meta.get(_cursor_key(network, version), {}).get("value")
     return SubnetAllocator(
         side.subnet,

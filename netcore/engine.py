@@ -14,17 +14,19 @@ import os
 import shutil
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from .endpoints import gateway_successor, plan_endpoint
 from .errors import (
+    AllocationConflict,
     Conflict,
     InvalidArgument,
     NameInUse,
     NetcoreError,
     NetworkInUse,
     NotFound,
+    PoolOverlap,
     VanishedNamespace,
 )
 from .ipam.pools import check_overlap, resolve_ipv4, resolve_ipv6
@@ -33,6 +35,7 @@ from .kernel.netns import named_path
 from .model import Endpoint, Network, Sandbox, to_dict
 from .names import new_id, validate_ifname
 from .nft.ruleset import PublishedPort, render_host_ruleset
+from .overlay import VXLAN_OVERHEAD, next_vni, overlay_peers, vxlan_device
 from .registry import Registry, delete, put
 from .requests import ConnectRequest, NetworkRequest, SandboxRequest
 from .store.base import Delete, Put
@@ -49,6 +52,12 @@ class EngineConfig:
     state_dir: str = "/var/lib/dnsd"
     etc_netns_dir: str = "/etc/netns"  # where `ip netns exec` finds per-namespace files
     default_network: bool = True
+    # A cluster store: this host's underlay address, the tunnel end of its overlay networks.
+    advertise_addr: str | None = None
+    host_id: str = ""
+
+
+ALLOCATION_ATTEMPTS = 5  # another host won the same address/VNI: plan again, this many times
 
 
 def _now() -> str:
@@ -85,7 +94,45 @@ class Engine:
 
     # --- networks ---
 
+    def _retrying(self, attempt: Callable[[], object]) -> object:
+        """Run `attempt` again when another host took what it planned meanwhile (the store
+        has brought the registry up to date before raising)."""
+        for left in range(ALLOCATION_ATTEMPTS - 1, -1, -1):
+            try:
+                return attempt()
+            except AllocationConflict:
+                if not left:
+                    raise
+                log.info("allocation raced another host: planning again")
+        raise AssertionError("unreachable")
+
     def create_network(self, req: NetworkRequest) -> Network:
+        with self._lock:
+            return self._retrying(lambda: self._create_network(req))  # type: ignore[return-value]
+
+    def _overlay_fields(self, req: NetworkRequest) -> dict:
+        """VNI and MTU of a new overlay network (MTU: the underlay's less VXLAN's headers)."""
+        if self.config.advertise_addr is None:
+            raise InvalidArgument(
+                "overlay networks span hosts: start dnsd with --store etcd://HOST:PORT "
+                "--advertise-addr ADDRESS",
+                field="Driver",
+            )
+        mtu = req.mtu or self.kernel.underlay_mtu(self.config.advertise_addr) - VXLAN_OVERHEAD
+        return {"vni": next_vni(list(self.registry.networks.values())), "mtu": mtu}
+
+    def _check_host_routes(self, network: Network) -> None:
+        """An overlay subnet must not shadow a route of this host (other hosts check theirs
+        when they first connect)."""
+        subnet = network.ipv4.subnet
+        for prefix in self._host_prefixes():
+            if prefix.version == 4 and prefix != subnet and prefix.overlaps(subnet):
+                raise PoolOverlap(
+                    f"overlay subnet {subnet} overlaps the route {prefix} of host "
+                    f"{self.config.host_id or 'this host'}: choose another subnet"
+                )
+
+    def _create_network(self, req: NetworkRequest) -> Network:
         with self._lock:
             if req.name in ("host", "none") or any(
                 n.name == req.name for n in self.registry.networks.values()
@@ -128,22 +175,43 @@ class Engine:
                 options=req.options,
                 created=_now(),
             )
+            if req.driver == "overlay":
+                network = replace(network, driver="overlay", **self._overlay_fields(req))
+                self._check_host_routes(network)
             self._with_intent(
                 {"op": "create_network", "network": to_dict(network)},
                 do=lambda: (
-                    self.kernel.ensure_bridge(network),
+                    self._ensure_links(network),
                     self._apply_firewall(extra=network),
                 ),
-                undo=lambda: (self.kernel.delete_link(network.bridge), self._apply_firewall()),
+                undo=lambda: (self._delete_links(network), self._apply_firewall()),
                 done=[put(network)],
             )
             log.info("network created: %s %s %s", network.name, network.ipv4.subnet, bridge)
             return network
 
+    def _ensure_links(self, network: Network) -> None:
+        """The bridge of a network, and on an overlay its VXLAN device with the remote peers."""
+        self.kernel.ensure_bridge(network)
+        if network.vni is not None and self.config.advertise_addr is not None:
+            peers = overlay_peers(self.registry.snapshot()).get(network.id, frozenset())
+            self.kernel.ensure_vxlan(network, self.config.advertise_addr, peers)
+
+    def _delete_links(self, network: Network) -> None:
+        if network.vni is not None:
+            self.kernel.delete_link(vxlan_device(network))
+        self.kernel.delete_link(network.bridge)
+
     def remove_network(self, ref: str) -> None:
         with self._lock:
             network = self.registry.find_network(ref)
             users = self.registry.endpoints_on(network.id)
+            remote = self.registry.remote_endpoints_on(network.id)
+            if remote and not users:
+                raise NetworkInUse(
+                    f"network {network.name} has {len(remote)} endpoints on other hosts: "
+                    "disconnect them first"
+                )
             if users:
                 names = sorted(self.registry.sandboxes[e.sandbox_id].name for e in users)
                 raise NetworkInUse(
@@ -157,7 +225,7 @@ class Engine:
             )
 
     def _finish_network_removal(self, network: Network) -> None:
-        self.kernel.delete_link(network.bridge)
+        self._delete_links(network)
         self._apply_firewall()
         log.info("network removed: %s", network.name)
 
@@ -270,6 +338,12 @@ class Engine:
 
     def connect(self, network_ref: str, sandbox_ref: str, req: ConnectRequest) -> Endpoint:
         with self._lock:
+            return self._retrying(  # type: ignore[return-value]
+                lambda: self._connect(network_ref, sandbox_ref, req)
+            )
+
+    def _connect(self, network_ref: str, sandbox_ref: str, req: ConnectRequest) -> Endpoint:
+        with self._lock:
             network = self.registry.find_network(network_ref)
             sandbox = self.registry.find_sandbox(sandbox_ref)
             if sandbox.mode != "bridge":
@@ -286,6 +360,11 @@ class Engine:
                 )
             plan = plan_endpoint(self.registry, network, sandbox, req)
             endpoint = plan.endpoint
+            if network.vni is not None:  # an overlay: made here at the first local connect
+                if network.bridge not in self.kernel.host_links().names:
+                    self._check_host_routes(network)
+                self._ensure_links(network)
+                endpoint = replace(endpoint, vtep=self.config.advertise_addr or "")
             if not self.registry.endpoints_of(sandbox.id):
                 for hook in self.first_connect_hooks:
                     hook(sandbox)

@@ -116,7 +116,7 @@ def _restore_links(engine: Engine) -> list[str]:
         if net.bridge not in present:
             recreated.add(net.id)
             repaired.append(f"bridge {net.bridge} of network {net.name} was missing: recreated")
-        kernel.ensure_bridge(net)  # idempotent: also restores addresses and MTU
+        engine._ensure_links(net)  # idempotent: also restores addresses, MTU, VXLAN peers
     for ep in list(reg.endpoints.values()):
         # A veth whose bridge was deleted survives it, unplugged: plug in a new pair.
         unplugged = ep.network_id in recreated and ep.host_ifname in present

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from ..model import Endpoint, Network
+
+if TYPE_CHECKING:
+    from ..overlay import Peer
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,3 +65,18 @@ class Kernel(Protocol):
     def apply_nft(self, script: str, netns_path: str | None = None) -> None: ...
 
     def enable_forwarding(self) -> None: ...
+
+    # --- overlay networks (a cluster store only) ---
+
+    def ensure_vxlan(self, network: Network, local: str, peers: Iterable[Peer]) -> None:
+        """Create the network's VXLAN device (VNI, `local` as the tunnel source) if missing,
+        on its bridge, and program `peers` into its FDB and neighbour table."""
+        ...
+
+    def sync_vxlan_peers(self, device: str, peers: Iterable[Peer]) -> bool:
+        """Make the device's remote entries exactly `peers`; False if it does not exist."""
+        ...
+
+    def underlay_mtu(self, address: str) -> int:
+        """The MTU of the link holding `address`; NetlinkError when no link has it."""
+        ...

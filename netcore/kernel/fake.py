@@ -21,6 +21,8 @@ class FakeKernel:
     forwarding: bool = False
     fail_attach: Exception | None = None  # make the next attach fail
     calls: list[str] = field(default_factory=list)
+    vxlan_peers: dict[str, frozenset] = field(default_factory=dict)  # device -> peers
+    mtu: int = 1500
 
     def ensure_bridge(self, network: Network) -> None:
         self.calls.append(f"ensure_bridge {network.bridge}")
@@ -29,6 +31,7 @@ class FakeKernel:
     def delete_link(self, name: str) -> None:
         self.calls.append(f"delete_link {name}")
         self.links.discard(name)
+        self.vxlan_peers.pop(name, None)
         for ns_links in self.namespaces.values():
             ns_links.discard("peer:" + name)
 
@@ -86,3 +89,20 @@ class FakeKernel:
 
     def enable_forwarding(self) -> None:
         self.forwarding = True
+
+    def ensure_vxlan(self, network: Network, local: str, peers) -> None:
+        from ..overlay import vxlan_device
+
+        device = vxlan_device(network)
+        self.calls.append(f"ensure_vxlan {device} vni {network.vni} local {local}")
+        self.links.add(device)
+        self.vxlan_peers[device] = frozenset(peers)
+
+    def sync_vxlan_peers(self, device: str, peers) -> bool:
+        if device not in self.links:
+            return False
+        self.vxlan_peers[device] = frozenset(peers)
+        return True
+
+    def underlay_mtu(self, address: str) -> int:
+        return self.mtu

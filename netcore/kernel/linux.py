@@ -21,7 +21,7 @@ from pyroute2 import IPRoute
 
 from ..errors import NetlinkError, VanishedNamespace
 from ..model import Network
-from . import netns
+from . import netns, vxlan
 from .base import AttachSpec, HostLinks
 from .rtnl import Rtnl
 
@@ -188,6 +188,21 @@ class LinuxKernel:
         from ..nft.apply import NftCli
 
         NftCli().apply(script, netns=netns_path)
+
+    # --- overlays ---
+
+    def ensure_vxlan(self, network: Network, local: str, peers) -> None:
+        from ..overlay import vxlan_device
+
+        device = vxlan_device(network)
+        vxlan.ensure_vxlan(device, network, local)
+        vxlan.sync_peers(device, [(p.mac, p.ip, p.vtep) for p in peers])
+
+    def sync_vxlan_peers(self, device: str, peers) -> bool:
+        return vxlan.sync_peers(device, [(p.mac, p.ip, p.vtep) for p in peers])
+
+    def underlay_mtu(self, address: str) -> int:
+        return vxlan.underlay_mtu(address)
 
 
 @contextlib.contextmanager
