@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import shutil
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -57,7 +59,8 @@ class EngineConfig:
     host_id: str = ""
 
 
-ALLOCATION_ATTEMPTS = 5  # another host won the same address/VNI: plan again, this many times
+ALLOCATION_ATTEMPTS = 16  # another host won the same address/VNI: plan again, this many times
+RETRY_JITTER_S = 0.02  # up to this long between attempts, so racing hosts fall out of step
 
 
 def _now() -> str:
@@ -104,6 +107,7 @@ class Engine:
                 if not left:
                     raise
                 log.info("allocation raced another host: planning again")
+                time.sleep(random.uniform(0, RETRY_JITTER_S))
         raise AssertionError("unreachable")
 
     def create_network(self, req: NetworkRequest) -> Network:

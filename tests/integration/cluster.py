@@ -10,14 +10,18 @@ the short names tests use as aliases on the overlays. Everything is removed afte
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import pytest
 
 from .harness import HostNamespace, run
 
@@ -116,7 +120,7 @@ class Cluster:
     def add_host(self, letter: str, *, start: bool = True, **kw) -> HostNamespace:
         tmp = self.tmp / letter
         tmp.mkdir(exist_ok=True)
-        host = HostNamespace(prefix=f"{self.prefix}{letter}-", name=f"{self.prefix}{letter}", tmp=tmp)
+        host = HostNamespace(f"{self.prefix}{letter}-", f"{self.prefix}{letter}", tmp)
         run("ip", "netns", "add", host.name)
         self.hosts[letter] = host
         host.exec("ip", "link", "set", "lo", "up")
@@ -124,7 +128,7 @@ class Cluster:
         address = f"{UNDERLAY}.{11 + len(self.addresses)}"
         self.addresses[letter] = address
         veth = f"{self.prefix}{letter}"[-13:] + "u"
-        self.ul("ip", "link", "add", veth, "type", "veth", "peer", "name", "eth1", "netns", host.path)
+        self.ul("ip", "link", "add", veth, "type", "veth", "peer", "eth1", "netns", host.path)
         self.ul("ip", "link", "set", veth, "master", "ul0", "up")
         host.exec("ip", "addr", "add", f"{address}/24", "dev", "eth1")
         host.exec("ip", "link", "set", "eth1", "up")
@@ -145,7 +149,8 @@ class Cluster:
     # --- objects ---
 
     def overlay(self, letter: str, name: str, subnet: str, **body) -> dict:
-        return self.hosts[letter].network(name, Driver="overlay", IPAM={"Config": [{"Subnet": subnet}]}, **body)
+        ipam = {"Config": [{"Subnet": subnet}]}
+        return self.hosts[letter].network(name, Driver="overlay", IPAM=ipam, **body)
 
     def sandbox(self, letter: str, short: str, network: str, *aliases: str) -> dict:
         host = self.hosts[letter]
@@ -157,7 +162,7 @@ class Cluster:
         out = self.hosts[letter].sandbox_exec(
             short, "dig", "+short", "+tries=1", "+time=1", name, qtype, check=False
         )
-        return sorted(line for line in out.stdout.split() if line and not line.startswith(";"))
+        return sorted(line for line in out.stdout.splitlines() if _is_answer(line))
 
     def wait_for(self, what, timeout: float = 10, interval: float = 0.05):
         deadline = time.monotonic() + timeout
@@ -191,6 +196,15 @@ class Cluster:
         return "\n".join(f"--- {k}:\n{h.log()[-3000:]}" for k, h in self.hosts.items())
 
 
+def require_etcd() -> None:
+    """Skip without etcd, but fail in CI (which installs etcd-server and etcd-client)."""
+    if shutil.which("etcd") is None or shutil.which("etcdctl") is None:
+        reason = "missing etcd/etcdctl (apt-get install etcd-server etcd-client)"
+        if os.environ.get("CI"):
+            pytest.fail(f"cluster tests must run in CI, but: {reason}")
+        pytest.skip(reason)
+
+
 def new_cluster(tmp: Path) -> Cluster:
     cluster = Cluster(prefix=f"dc{secrets.token_hex(3)}", tmp=tmp)
     run("ip", "netns", "add", cluster.underlay)
@@ -203,3 +217,14 @@ def new_cluster(tmp: Path) -> Cluster:
 
 def json_lines(text: str) -> list[dict]:
     return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def _is_answer(line: str) -> bool:
+    """A line of `dig +short` that is a record (not one of its error messages)."""
+    if line.endswith(".") and " " not in line:
+        return True
+    try:
+        ipaddress.ip_address(line)
+    except ValueError:
+        return False
+    return True

@@ -60,13 +60,9 @@ def full(request) -> bool:
 @pytest.fixture
 def cluster(tmp_path):
     """Three hosts (A, B, C) on an underlay with one etcd member; their daemons running."""
-    from .cluster import new_cluster
+    from .cluster import new_cluster, require_etcd
 
-    if shutil.which("etcd") is None or shutil.which("etcdctl") is None:
-        reason = "missing etcd/etcdctl (apt-get install etcd-server etcd-client)"
-        if os.environ.get("CI"):
-            pytest.fail(f"cluster tests must run in CI, but: {reason}")
-        pytest.skip(reason)
+    require_etcd()
     c = new_cluster(tmp_path)
     try:
         c.start_etcd()
