@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
-import shutil
 
 import pytest
+
+from tests.support.requires import in_ci, missing_binaries
 
 from .harness import HostNamespace, new_host
 
@@ -15,7 +16,7 @@ TOOLS = ("ip", "nft", "nsenter", "dig", "dnsmasq", "ping", "getent")
 def _missing() -> str | None:
     if os.geteuid() != 0:
         return "needs root (network namespaces, bridges, nftables)"
-    absent = [t for t in TOOLS if shutil.which(t) is None]
+    absent = missing_binaries(TOOLS)
     if absent:
         return (
             f"missing tools: {', '.join(absent)} "
@@ -30,7 +31,7 @@ def pytest_collection_modifyitems(config, items):
         return
     for item in items:
         if "integration" in item.keywords:
-            if os.environ.get("CI"):
+            if in_ci():
                 raise pytest.UsageError(f"integration tests must run in CI, but: {reason}")
             item.add_marker(pytest.mark.skip(reason=reason))
 

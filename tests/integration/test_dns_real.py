@@ -8,20 +8,9 @@ import time
 import pytest
 
 from .harness import UPSTREAM, HostNamespace
+from .probes import dig, dig_short
 
 pytestmark = pytest.mark.integration
-
-
-def dig(host: HostNamespace, short: str, *args: str, server: str = "@127.0.0.11") -> str:
-    """`dig` inside a sandbox; returns its full output."""
-    cmd = ["dig", "+tries=1", "+time=6"]
-    if server:
-        cmd.append(server)
-    return host.sandbox_exec(short, *cmd, *args, check=False, timeout=30).stdout
-
-
-def short(host: HostNamespace, sb: str, *args: str, server: str = "@127.0.0.11") -> list[str]:
-    return sorted(dig(host, sb, "+short", *args, server=server).split())
 
 
 @pytest.fixture
@@ -54,19 +43,19 @@ def name(h: HostNamespace, sb: str) -> str:
 def test_names_aliases_ids_and_network_forms(lab):
     h = lab
     web1 = h.ok("GET", f"/sandboxes/{name(h, 'web1')}")
-    assert short(h, "cli", name(h, "web1")) == ["10.81.0.2"]
-    assert short(h, "cli", name(h, "web1").upper()) == ["10.81.0.2"]
-    assert short(h, "cli", name(h, "web1") + ".netA") == ["10.81.0.2"]
-    assert short(h, "cli", "web") == ["10.81.0.2", "10.81.0.3"]  # only netA's, not netB's
-    assert short(h, "cli", "database") == ["10.81.0.4"]
-    assert short(h, "cli", "dbhost") == ["10.81.0.4"]
-    assert short(h, "cli", web1["Id"][:12]) == ["10.81.0.2"]
-    assert short(h, "cli", "database.netA.") == ["10.81.0.4"]
+    assert dig_short(h, "cli", name(h, "web1")) == ["10.81.0.2"]
+    assert dig_short(h, "cli", name(h, "web1").upper()) == ["10.81.0.2"]
+    assert dig_short(h, "cli", name(h, "web1") + ".netA") == ["10.81.0.2"]
+    assert dig_short(h, "cli", "web") == ["10.81.0.2", "10.81.0.3"]  # only netA's, not netB's
+    assert dig_short(h, "cli", "database") == ["10.81.0.4"]
+    assert dig_short(h, "cli", "dbhost") == ["10.81.0.4"]
+    assert dig_short(h, "cli", web1["Id"][:12]) == ["10.81.0.2"]
+    assert dig_short(h, "cli", "database.netA.") == ["10.81.0.4"]
 
 
 def test_ptr_nodata_and_isolation(lab):
     h = lab
-    assert short(h, "cli", "-x", "10.81.0.4") == [f"{name(h, 'db')}.netA."]
+    assert dig_short(h, "cli", "-x", "10.81.0.4") == [f"{name(h, 'db')}.netA."]
     out = dig(h, "cli", name(h, "web1"), "AAAA")
     assert "status: NOERROR" in out and "ANSWER: 0" in out
     assert not h.upstream_saw(UPSTREAM, name(h, "web1"))
@@ -79,19 +68,19 @@ def test_ptr_nodata_and_isolation(lab):
     assert "status: NXDOMAIN" in dig(h, "cli", "-q", "mb")  # bare "mb" is a record type to dig
     assert "status: NXDOMAIN" in dig(h, "cli", "-x", "10.82.0.2")
     # a sandbox on both networks sees the union
-    assert short(h, "multi", "web") == ["10.81.0.2", "10.81.0.3", "10.82.0.2"]
-    assert short(h, "other", "-q", "mb") == ["10.82.0.3"]
+    assert dig_short(h, "multi", "web") == ["10.81.0.2", "10.81.0.3", "10.82.0.2"]
+    assert dig_short(h, "other", "-q", "mb") == ["10.82.0.3"]
 
 
 def test_forwarding_and_resolv_conf(lab):
     h = lab
-    assert short(h, "cli", "ext.anchors.test") == ["198.51.100.200"]
+    assert dig_short(h, "cli", "ext.anchors.test") == ["198.51.100.200"]
     assert h.upstream_saw(UPSTREAM, "ext.anchors.test")
     # plain dig and getent go through the written resolv.conf (ip netns exec bind-mounts it)
     resolv = h.sandbox_exec("cli", "cat", "/etc/resolv.conf").stdout
     assert "nameserver 127.0.0.11" in resolv and "ndots:0" in resolv
     assert "search anchors.test" in resolv
-    assert short(h, "cli", "www.example.test", server="") == ["198.51.100.201"]
+    assert dig_short(h, "cli", "www.example.test", server="") == ["198.51.100.201"]
     assert h.sandbox_exec("cli", "getent", "hosts", name(h, "db")).stdout.split()[0] == "10.81.0.4"
     assert h.sandbox_exec("cli", "ping", "-c1", "-W2", "database").returncode == 0
     assert h.sandbox_exec("cli", "getent", "hosts", "ext.anchors.test").stdout.startswith(
@@ -120,7 +109,7 @@ def test_tcp_and_truncation(daemon):
 
 def test_internal_network_never_forwards(lab):
     h = lab
-    assert short(h, "int1", name(h, "int2")) == ["10.83.0.3"]
+    assert dig_short(h, "int1", name(h, "int2")) == ["10.83.0.3"]
     started = time.monotonic()
     out = dig(h, "int1", "ext.anchors.test")
     assert "status: SERVFAIL" in out
@@ -148,7 +137,7 @@ def test_dead_upstream_gives_servfail_within_the_deadline(daemon):
     out = dig(h, "refused", "ext.anchors.test")
     assert "status: SERVFAIL" in out and time.monotonic() - started < 2
     # local names still answer at once
-    assert short(h, "dead", name(h, "refused")) == ["10.85.0.3"]
+    assert dig_short(h, "dead", name(h, "refused")) == ["10.85.0.3"]
 
 
 def test_sandbox_keeps_its_own_port_53_and_survives_a_storm(daemon):
@@ -173,7 +162,7 @@ def test_sandbox_keeps_its_own_port_53_and_survives_a_storm(daemon):
         "print('sent')\n"
     )
     assert h.sandbox_exec("s1", sys.executable, "-c", storm).stdout.strip() == "sent"
-    assert short(h, "s1", name(h, "s1")) == ["10.86.0.2"]
+    assert dig_short(h, "s1", name(h, "s1")) == ["10.86.0.2"]
 
 
 def test_listener_is_ready_when_connect_returns(daemon):
@@ -182,4 +171,4 @@ def test_listener_is_ready_when_connect_returns(daemon):
     h.sandbox("f1")
     h.connect("fast", "f1")
     # the very first query after the API call returns must be answered
-    assert short(h, "f1", name(h, "f1")) == ["10.87.0.2"]
+    assert dig_short(h, "f1", name(h, "f1")) == ["10.87.0.2"]

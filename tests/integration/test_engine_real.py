@@ -8,6 +8,7 @@ import textwrap
 import pytest
 
 from .harness import HostNamespace, run
+from .probes import ping
 
 pytestmark = pytest.mark.integration
 
@@ -19,10 +20,6 @@ def address(host: HostNamespace, network: str, short: str) -> str:
         if entry["Name"] == host.sandbox_name(short):
             return entry["IPv4Address"].split("/")[0]
     raise AssertionError(f"{short} is not on {network}: {net['Containers']}")
-
-
-def ping(host: HostNamespace, short: str, target: str) -> bool:
-    return host.sandbox_exec(short, "ping", "-c1", "-W1", target, check=False).returncode == 0
 
 
 def test_same_network_pings_other_network_cannot(daemon):

@@ -8,15 +8,9 @@ import time
 import pytest
 
 from .harness import run
+from .probes import dig_short
 
 pytestmark = pytest.mark.integration
-
-
-def dig_short(host, sb: str, *args: str) -> list[str]:
-    out = host.sandbox_exec(
-        sb, "dig", "+short", "+tries=1", "+time=6", "@127.0.0.11", *args, check=False
-    )
-    return sorted(out.stdout.split())
 
 
 def test_dual_stack_addresses_aaaa_and_ip6_ptr(daemon):

@@ -1,6 +1,7 @@
 """nft scripts applied for real, each test inside fresh network namespaces it creates and deletes.
 
-Needs root (skips otherwise). Never touches the machine's own namespace: every `nft` runs through
+Needs root and ip/nft/nsenter (skips without them, fails in CI: see conftest.py). Never touches
+the machine's own namespace: every `nft` runs through
 `NftCli(...).apply(script, netns=/run/netns/<unique>)` or `ip netns exec <unique>`.
 """
 
@@ -9,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -22,15 +22,9 @@ import pytest
 from netcore.errors import NftError
 from netcore.model import Network, PortBinding, Subnet4
 from netcore.nft import NftCli, PublishedPort, render_dns_redirect, render_host_ruleset
+from tests.support.requires import kernel_lacks
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(os.geteuid() != 0, reason="needs root to create network namespaces"),
-    pytest.mark.skipif(
-        not all(shutil.which(t) for t in ("ip", "nft", "nsenter")),
-        reason="needs the ip, nft and nsenter binaries",
-    ),
-]
+pytestmark = pytest.mark.integration  # root and ip/nft/nsenter: gated by conftest.py
 
 GOLDEN_DIR = Path(__file__).parents[1] / "unit" / "netcore" / "golden" / "nft"
 GOLDENS = sorted(GOLDEN_DIR.glob("*.nft"))
@@ -100,7 +94,11 @@ def tables(name: str) -> list[str]:
 def test_golden_applies_idempotently_and_lists_back_verbatim(ns: str, golden: Path) -> None:
     script = golden.read_text()
     if "ibrname" in script and not CLI.supports_bridge_meta(path(ns)):
-        pytest.skip("kernel lacks nft_meta_bridge (CONFIG_NFT_BRIDGE_META): `meta ibrname`")
+        kernel_lacks(
+            "nft_meta_bridge, for `meta ibrname`",
+            "CONFIG_NFT_BRIDGE_META",
+            f"{golden.name} cannot load here; its rendering is checked by the unit goldens",
+        )
     if golden.stem in TEARDOWN_OF:  # a teardown: first make what it tears down
         CLI.apply((GOLDEN_DIR / TEARDOWN_OF[golden.stem]).read_text(), netns=path(ns))
         doomed = [ln.removeprefix("delete table ") for ln in script.splitlines() if "delete" in ln]

@@ -20,6 +20,7 @@ import pytest
 from tests.fakes.upstream import Behaviour, FakeUpstream, slow, spoof
 
 from .harness import HostNamespace, run
+from .probes import ping
 
 pytestmark = pytest.mark.integration
 
@@ -65,10 +66,6 @@ def fds(host: HostNamespace) -> int:
 def host_veths(host: HostNamespace) -> set[str]:
     out = run("ip", "-n", host.name, "-j", "link", "show", "type", "veth").stdout
     return {link["ifname"] for link in json.loads(out or "[]")}
-
-
-def ping(host: HostNamespace, short: str, address: str) -> bool:
-    return host.sandbox_exec(short, "ping", "-c1", "-W1", address, check=False).returncode == 0
 
 
 def test_deleted_namespace_is_cleaned_up_and_its_address_returns(world):

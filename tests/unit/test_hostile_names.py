@@ -8,20 +8,15 @@ not a request the API could never have taken.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
-import pytest_asyncio
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
-from dnsd.api import create_app
-from netcore.engine import Engine, EngineConfig
+from netcore.engine import Engine
 from netcore.kernel.fake import FakeKernel
-from netcore.registry import Registry
 from netcore.requests import NetworkRequest, SandboxRequest
-from netcore.store.memory import MemoryStore
 
 pytestmark = pytest.mark.asyncio
 
@@ -90,23 +85,12 @@ ORDINARY = {  # a value each field accepts
 
 
 @pytest.fixture
-def engine(tmp_path: Path) -> Engine:
-    config = EngineConfig(state_dir=str(tmp_path / "state"), etc_netns_dir=str(tmp_path / "etc"))
-    eng = Engine(Registry(MemoryStore()), FakeKernel(), config)
-    eng.start()
-    eng.create_network(NetworkRequest.build("apps", subnet="10.70.0.0/24"))
-    eng.create_sandbox(SandboxRequest(name="box"))
-    return eng
-
-
-@pytest_asyncio.fixture
-async def api(engine: Engine) -> AsyncIterator[TestClient]:
-    client = TestClient(TestServer(create_app(engine, version="0.0.0-test")))
-    await client.start_server()
-    try:
-        yield client
-    finally:
-        await client.close()
+def engine(engine: Engine) -> Engine:
+    """The shared engine (tests/unit/conftest.py, which also serves it as `api`) with the
+    network and the sandbox the ordinary requests name."""
+    engine.create_network(NetworkRequest.build("apps", subnet="10.70.0.0/24"))
+    engine.create_sandbox(SandboxRequest(name="box"))
+    return engine
 
 
 def _world(engine: Engine) -> tuple[object, ...]:

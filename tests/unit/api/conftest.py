@@ -1,5 +1,5 @@
-"""Fixtures of the API tests: an engine on the fake kernel, the app in-process (aiohttp test
-client), and the app served on a unix socket or loopback TCP from a background thread (for the
+"""Fixtures of the API tests (the engine and the app in-process come from tests/unit/conftest.py):
+the app served on a unix socket or loopback TCP from a background thread (for the
 docker CLI, the docker SDK and `dnsd` itself, which all block)."""
 
 from __future__ import annotations
@@ -8,52 +8,17 @@ import asyncio
 import shutil
 import tempfile
 import threading
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
-from pathlib import Path
+from collections.abc import Callable, Coroutine, Iterator
 from typing import Any, TypeVar
 
 import pytest
-import pytest_asyncio
 from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
 
 from dnsd.api import create_app, start_tcp, start_unix
-from netcore.engine import Engine, EngineConfig
-from netcore.kernel.fake import FakeKernel
-from netcore.registry import Registry
-from netcore.store.memory import MemoryStore
+from netcore.engine import Engine
+from tests.support.engine import TEST_VERSION
 
-TEST_VERSION = "0.0.0-test"
 T = TypeVar("T")
-
-
-@pytest.fixture
-def kernel() -> FakeKernel:
-    return FakeKernel()
-
-
-@pytest.fixture
-def store() -> MemoryStore:
-    return MemoryStore()
-
-
-@pytest.fixture
-def engine(store: MemoryStore, kernel: FakeKernel, tmp_path: Path) -> Engine:
-    config = EngineConfig(state_dir=str(tmp_path / "state"), etc_netns_dir=str(tmp_path / "etc"))
-    eng = Engine(Registry(store), kernel, config)
-    eng.start()  # creates the default `bridge` network, as the daemon does
-    return eng
-
-
-@pytest_asyncio.fixture
-async def api(engine: Engine) -> AsyncIterator[TestClient]:
-    """The app in-process behind aiohttp's test client (loopback TCP)."""
-    client = TestClient(TestServer(create_app(engine, version=TEST_VERSION)))
-    await client.start_server()
-    try:
-        yield client
-    finally:
-        await client.close()
 
 
 class ServedApp:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 from subprocess import CompletedProcess
 from typing import Any
@@ -17,15 +16,10 @@ import pytest
 
 from dnsd.client import ApiClient
 from netcore.engine import Engine
+from tests.support.requires import require_binary
 
-DOCKER = next(
-    (p for p in (shutil.which("docker"), "/usr/bin/docker", "/usr/local/bin/docker")
-     if p and os.access(p, os.X_OK)),
-    None,
-)  # fmt: skip
-
-pytestmark = pytest.mark.skipif(
-    DOCKER is None, reason="no docker client binary (apt-get install docker.io)"
+DOCKER = require_binary(
+    "docker", "apt-get install docker.io", also=("/usr/bin/docker", "/usr/local/bin/docker")
 )
 
 
@@ -37,7 +31,6 @@ def docker(served: Any, short_tmp: str):
     env |= {"DOCKER_HOST": f"unix://{served.socket_path}", "DOCKER_CONFIG": config_dir}
 
     def run(*args: str, check: bool = True) -> CompletedProcess[str]:
-        assert DOCKER is not None
         result = subprocess.run(
             [DOCKER, *args], env=env, capture_output=True, text=True, timeout=60, check=False
         )

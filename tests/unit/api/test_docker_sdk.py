@@ -8,8 +8,9 @@ import pytest
 
 from dnsd.client import ApiClient
 from netcore.engine import Engine
+from tests.support.requires import require_module
 
-docker = pytest.importorskip("docker", reason="no docker SDK (pip install docker)")
+docker = require_module("docker", "pip install docker")
 
 
 @pytest.fixture

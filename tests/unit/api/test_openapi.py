@@ -14,8 +14,9 @@ import requests
 
 from dnsd.api.app import VERSION_PREFIX, all_routes, create_app
 from dnsd.api.openapi import build_document, documented_operations
+from tests.support.requires import require_module
 
-schemathesis = pytest.importorskip("schemathesis", reason="schemathesis is not installed")
+schemathesis = require_module("schemathesis", "pip install -e .[test]")
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from schemathesis.specs.openapi import checks  # noqa: E402
 

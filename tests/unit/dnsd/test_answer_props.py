@@ -7,7 +7,6 @@ only for packets whose header parsed.
 
 from __future__ import annotations
 
-import ipaddress
 import random
 import struct
 
@@ -16,20 +15,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dnsd.core import Drop, Forward, MalformedQuery, Reply, answer, build_view, parse_query
-from netcore.model import Endpoint, Network, PortBinding, Sandbox, Snapshot, Subnet4
+from netcore.model import Network, PortBinding, Snapshot
+from tests.support import snapshots as build
 
 CROWD = 45  # more A records than fit in 512 bytes
 
 
 def _network(index: int, name: str, *, internal: bool = False) -> Network:
-    subnet = ipaddress.IPv4Network(f"10.{index}.0.0/16")
-    return Network(
-        id=f"{index:064x}",
-        name=name,
-        bridge=f"br{index}",
-        ipv4=Subnet4(subnet, subnet.network_address + 1),
-        internal=internal,
-        dns_ttl=index,
+    subnet = f"10.{index}.0.0/16"
+    return build.network(
+        f"{index:064x}", name, f"br{index}", subnet, internal=internal, dns_ttl=index
     )
 
 
@@ -40,21 +35,15 @@ def _snapshot() -> Snapshot:
         sid = f"{index + 100:064x}"
         options = ("ndots:2",) if index == CROWD + 2 else None
         ports = (PortBinding(80, 8000 + index),) if index < 3 else ()
-        sandboxes.append(Sandbox(sid, f"s{index}", "/x", True, dns_options=options, ports=ports))
-        network = networks[1] if index == CROWD + 1 else networks[0]
+        sandboxes.append(build.sandbox(sid, f"s{index}", dns_options=options, ports=ports))
+        net = networks[1] if index == CROWD + 1 else networks[0]
+        aliases = ("crowd",) if index < CROWD else ()
         endpoints.append(
-            Endpoint(
-                id=f"{index + 500:064x}",
-                network_id=network.id,
-                sandbox_id=sid,
-                ifname="eth0",
-                host_ifname=f"v{index}",
-                mac="02:00:00:00:00:01",
-                ipv4=network.ipv4.subnet.network_address + 2 + index,
-                aliases=("crowd",) if index < CROWD else (),
+            build.endpoint(
+                f"{index + 500:064x}", net, sid, 2 + index, host_ifname=f"v{index}", aliases=aliases
             )
         )
-    return Snapshot(1, networks, tuple(sandboxes), tuple(endpoints))
+    return build.snapshot(networks, sandboxes, endpoints)
 
 
 VIEW = build_view(_snapshot())

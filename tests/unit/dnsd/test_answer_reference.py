@@ -18,7 +18,8 @@ from dnslib import CLASS, EDNS0, QTYPE, DNSHeader, DNSQuestion, DNSRecord
 
 from dnsd.core import Drop, Forward, Reply, answer, build_view
 from dnsd.core.slow import answer_slow
-from netcore.model import Endpoint, Network, PortBinding, Sandbox, Snapshot, Subnet4, Subnet6
+from netcore.model import Network, PortBinding, Sandbox, Snapshot
+from tests.support import snapshots as build
 
 WEB1_ID = "4d7332293b60769602243986695b2d4ece2ea2ab46d044ff79caf0f9bbf2ac1b"
 NET_TTL = {"netB": 30}  # our own setting, to see TTLs (Docker: always 600)
@@ -29,16 +30,9 @@ def _hex_id(name: str) -> str:
 
 
 def _network(name: str, subnet: str, *, internal: bool = False, v6: str | None = None) -> Network:
-    net4 = ipaddress.IPv4Network(subnet)
-    net6 = ipaddress.IPv6Network(v6) if v6 else None
-    return Network(
-        id=_hex_id(name),
-        name=name,
-        bridge=f"br-{name}",
-        ipv4=Subnet4(net4, net4.network_address + 1),
-        ipv6=Subnet6(net6, net6.network_address + 1) if net6 else None,
-        internal=internal,
-        dns_ttl=NET_TTL.get(name, 0),
+    ttl = NET_TTL.get(name, 0)
+    return build.network(
+        _hex_id(name), name, f"br-{name}", subnet, v6=v6, internal=internal, dns_ttl=ttl
     )
 
 
@@ -75,9 +69,7 @@ SANDBOX_EXTRAS: dict[str, dict] = {
 
 
 def _sandbox(name: str, **extra: object) -> Sandbox:
-    return Sandbox(
-        id=_hex_id(name), name=name, netns_path=f"/run/netns/{name}", owned=True, **extra
-    )
+    return build.sandbox(_hex_id(name), name, netns_path=f"/run/netns/{name}", **extra)
 
 
 def reference_snapshot() -> Snapshot:
@@ -91,22 +83,20 @@ def reference_snapshot() -> Snapshot:
     endpoints = []
     for name, attachments in ATTACHMENTS.items():
         for index, (net_name, host, aliases) in enumerate(attachments):
-            net = NETWORKS[net_name]
-            v6 = net.ipv6.subnet.network_address + host if net.ipv6 else None
             endpoints.append(
-                Endpoint(
-                    id=f"{index:02d}{_hex_id(name)[2:]}",
-                    network_id=net.id,
-                    sandbox_id=_hex_id(name),
+                build.endpoint(
+                    f"{index:02d}{_hex_id(name)[2:]}",
+                    NETWORKS[net_name],
+                    _hex_id(name),
+                    host,
+                    v6_host=host,
                     ifname=f"eth{index}",
                     host_ifname=f"veth{index}{name}"[:15],
                     mac="02:42:ac:11:00:02",
-                    ipv4=net.ipv4.subnet.network_address + host,
-                    ipv6=v6,
                     aliases=aliases,
                 )
             )
-    return Snapshot(1, tuple(NETWORKS.values()), tuple(sandboxes), tuple(endpoints))
+    return build.snapshot(NETWORKS.values(), sandboxes, endpoints)
 
 
 SNAPSHOT = reference_snapshot()
@@ -469,21 +459,15 @@ def _crowd_snapshot(count: int, names_each: int) -> Snapshot:
     sandboxes, endpoints = [], []
     for index in range(count):
         sid = f"{index:064x}"
-        sandboxes.append(Sandbox(sid, f"svc{index}", "/x", True, hostname=f"host{index}"))
+        sandboxes.append(build.sandbox(sid, f"svc{index}", hostname=f"host{index}"))
         aliases = (*(f"a{index}-{k}" for k in range(names_each - 3)), "shared")
+        host = 16 * 256 + index  # from 172.17.16.0
         endpoints.append(
-            Endpoint(
-                id=f"{index + count:064x}",
-                network_id=net.id,
-                sandbox_id=sid,
-                ifname="eth0",
-                host_ifname="v",
-                mac="02:00:00:00:00:01",
-                ipv4=ipaddress.IPv4Address("172.17.16.0") + index,
-                aliases=aliases,
+            build.endpoint(
+                f"{index + count:064x}", net, sid, host, host_ifname="v", aliases=aliases
             )
         )
-    return Snapshot(1, (net,), tuple(sandboxes), tuple(endpoints))
+    return build.snapshot([net], sandboxes, endpoints)
 
 
 def test_sandboxes_on_one_network_share_one_small_table() -> None:

@@ -12,7 +12,6 @@ rdata, we skip it).
 
 from __future__ import annotations
 
-import ipaddress
 import random
 import struct
 
@@ -21,7 +20,8 @@ from hypothesis import strategies as st
 
 from dnsd.core import answer, build_view
 from dnsd.core.slow import answer_slow
-from netcore.model import Endpoint, Network, PortBinding, Sandbox, Snapshot, Subnet4, Subnet6
+from netcore.model import PortBinding, Snapshot
+from tests.support import snapshots as build
 
 NAME_POOL = ["web", "Web", "db", "api", "x-1", "svc_a", "a.b", "web.", "bad..name", "n1", "big"]
 NET_POOL = ["netA", "NETA", "netB", "internal", "v6", "my.net", "x"]
@@ -41,17 +41,14 @@ def _id(prefix: str, index: int) -> str:
 def snapshots(draw: st.DrawFn) -> Snapshot:
     networks = []
     for index in range(draw(st.integers(1, 3))):
-        subnet = ipaddress.IPv4Network(draw(st.sampled_from(SUBNET_POOL)))
-        v6 = ipaddress.IPv6Network(f"fd00:{index}::/64") if draw(st.booleans()) else None
+        subnet = draw(st.sampled_from(SUBNET_POOL))
+        v6 = f"fd00:{index}::/64" if draw(st.booleans()) else None
+        name = draw(st.sampled_from(NET_POOL))
+        internal = draw(st.booleans())
+        ttl = draw(st.sampled_from([0, 5, 30, 600]))
         networks.append(
-            Network(
-                id=_id("ee", index),
-                name=draw(st.sampled_from(NET_POOL)),
-                bridge=f"br{index}",
-                ipv4=Subnet4(subnet, subnet.network_address + 1),
-                ipv6=Subnet6(v6, v6.network_address + 1) if v6 else None,
-                internal=draw(st.booleans()),
-                dns_ttl=draw(st.sampled_from([0, 5, 30, 600])),
+            build.network(
+                _id("ee", index), name, f"br{index}", subnet, v6=v6, internal=internal, dns_ttl=ttl
             )
         )
     count = draw(st.integers(1, 7))
@@ -76,11 +73,10 @@ def snapshots(draw: st.DrawFn) -> Snapshot:
             st.sampled_from([None, ("ndots:2",), ("ndots:x",), ("timeout:1",), ("ndots:0",)])
         )
         sandboxes.append(
-            Sandbox(
-                id=sid,
-                name=draw(object_name),
+            build.sandbox(
+                sid,
+                draw(object_name),
                 netns_path="/run/netns/x",
-                owned=True,
                 hostname=draw(st.one_of(st.just(""), object_name)),
                 mode=mode,
                 joined_to=joined,
@@ -92,53 +88,39 @@ def snapshots(draw: st.DrawFn) -> Snapshot:
             continue
         for net in draw(st.lists(st.sampled_from(networks), max_size=3, unique_by=lambda n: n.id)):
             host += 1
-            v6 = net.ipv6.subnet.network_address + host if net.ipv6 else None
             endpoints.append(
-                Endpoint(
-                    id=_id("e9", len(endpoints)),
-                    network_id=net.id,
-                    sandbox_id=sid,
-                    ifname="eth0",
+                build.endpoint(
+                    _id("e9", len(endpoints)),
+                    net,
+                    sid,
+                    draw(st.sampled_from([host, 2])),
+                    v6_host=host,
                     host_ifname=f"veth{len(endpoints)}",
-                    mac="02:00:00:00:00:01",
-                    ipv4=net.ipv4.subnet.network_address + draw(st.sampled_from([host, 2])),
-                    ipv6=v6,
-                    aliases=tuple(draw(st.lists(object_name, max_size=2))),
+                    aliases=draw(st.lists(object_name, max_size=2)),
                 )
             )
     # Sometimes a crowd behind one alias, so that UDP answers must be truncated.
     crowd_net = networks[0]
     for index in range(draw(st.sampled_from([0, 0, 3, 35, 45]))):
         sid = _id("c0", index)
-        sandboxes.append(Sandbox(id=sid, name=f"m{index}", netns_path="/x", owned=True))
+        sandboxes.append(build.sandbox(sid, f"m{index}"))
         endpoints.append(
-            Endpoint(
-                id=_id("c1", index),
-                network_id=crowd_net.id,
-                sandbox_id=sid,
-                ifname="eth0",
+            build.endpoint(
+                _id("c1", index),
+                crowd_net,
+                sid,
+                100 + index,
+                v6_host=100 + index,
                 host_ifname=f"vc{index}",
                 mac="02:00:00:00:00:02",
-                ipv4=crowd_net.ipv4.subnet.network_address + 100 + index,
-                ipv6=crowd_net.ipv6.subnet.network_address + 100 + index
-                if crowd_net.ipv6
-                else None,
                 aliases=("big",),
             )
         )
-    if draw(st.booleans()):  # a stale endpoint of a sandbox that is gone
+    if draw(st.booleans()):  # a stale endpoint of a sandbox that is gone, at the gateway
         endpoints.append(
-            Endpoint(
-                "e8".ljust(64, "0"),
-                networks[0].id,
-                "gone",
-                "eth0",
-                "v",
-                "m",
-                networks[0].ipv4.gateway,
-            )
+            build.endpoint("e8".ljust(64, "0"), networks[0], "gone", 1, host_ifname="v", mac="m")
         )
-    return Snapshot(7, tuple(networks), tuple(sandboxes), tuple(endpoints))
+    return build.snapshot(networks, sandboxes, endpoints, revision=7)
 
 
 def _candidate_names(snapshot: Snapshot) -> dict[str, list[str]]:

@@ -1,4 +1,6 @@
-"""The engine's orchestration on a fake kernel: allocation, rollback, persistence, reconcile."""
+"""The engine's orchestration on a fake kernel: allocation, rollback, persistence, reconcile.
+
+The `engine`, `kernel` and `store` fixtures come from tests/unit/conftest.py."""
 
 from __future__ import annotations
 
@@ -6,7 +8,7 @@ import ipaddress
 
 import pytest
 
-from netcore.engine import Engine, EngineConfig
+from netcore.engine import Engine
 from netcore.errors import (
     AddressInUse,
     Conflict,
@@ -17,33 +19,11 @@ from netcore.errors import (
     PoolOverlap,
     StoreError,
 )
-from netcore.kernel.fake import FakeKernel
 from netcore.registry import Registry
 from netcore.requests import ConnectRequest, NetworkRequest, SandboxRequest
 from netcore.store.base import Put
-from netcore.store.memory import MemoryStore
 from netcore.store.sqlite import SQLiteStore
-
-
-@pytest.fixture
-def kernel() -> FakeKernel:
-    return FakeKernel()
-
-
-@pytest.fixture
-def store() -> MemoryStore:
-    return MemoryStore()
-
-
-@pytest.fixture
-def engine(store, kernel, tmp_path) -> Engine:
-    eng = Engine(Registry(store), kernel, _config(tmp_path))
-    eng.start()
-    return eng
-
-
-def _config(tmp_path) -> EngineConfig:
-    return EngineConfig(state_dir=str(tmp_path / "state"), etc_netns_dir=str(tmp_path / "etc"))
+from tests.support.engine import engine_config
 
 
 def _sandbox(engine: Engine, name: str, **kw) -> str:
@@ -62,7 +42,7 @@ def test_default_network_takes_first_pool_and_user_networks_the_next(engine):
 
 def test_auto_subnet_skips_host_routes(store, kernel, tmp_path):
     kernel.prefixes = [ipaddress.ip_network("172.17.5.0/24")]
-    eng = Engine(Registry(store), kernel, _config(tmp_path))
+    eng = Engine(Registry(store), kernel, engine_config(tmp_path))
     eng.start()
     assert str(eng.registry.find_network("bridge").ipv4.subnet) == "172.18.0.0/16"
 
@@ -197,14 +177,14 @@ def test_store_failure_changes_nothing_in_the_kernel(engine, store, kernel):
 
 def test_state_survives_a_restart(tmp_path, kernel):
     db = str(tmp_path / "state.db")
-    eng = Engine(Registry(SQLiteStore(db)), kernel, _config(tmp_path))
+    eng = Engine(Registry(SQLiteStore(db)), kernel, engine_config(tmp_path))
     eng.start()
     eng.create_network(NetworkRequest.build("netA", subnet="10.1.0.0/24"))
     eng.create_sandbox(SandboxRequest(name="a", network_mode="netA"))
     eng.create_sandbox(SandboxRequest(name="b", network_mode="netA"))
     eng.disconnect("netA", "b")
     before = eng.registry.snapshot()
-    again = Engine(Registry(SQLiteStore(db)), kernel, _config(tmp_path))
+    again = Engine(Registry(SQLiteStore(db)), kernel, engine_config(tmp_path))
     again.start()
     after = again.registry.snapshot()
     assert after.networks == before.networks and after.endpoints == before.endpoints

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import os
 import time
 
 import pytest
 
 from netcore.errors import VanishedNamespace
 from netcore.kernel.netns import NamespaceWorker
+from tests.support.requires import require_root
 
 OWN = "/proc/self/ns/net"  # entering one's own namespace needs no privilege beyond CAP_SYS_ADMIN
 
-
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="setns(2) needs root")
+require_root("setns(2) into a network namespace")
 
 
 def test_runs_jobs_leaves_when_idle_and_returns():

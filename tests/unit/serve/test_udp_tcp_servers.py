@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import socket
 
 import pytest
@@ -13,32 +12,20 @@ from dnsd.core.answer import Forward
 from dnsd.core.view import build_view
 from dnsd.serve.tcp import TcpServer
 from dnsd.serve.udp import UdpServer
-from netcore.model import Endpoint, Network, Sandbox, Snapshot, Subnet4
+from tests.support import snapshots as build
 
-NET = Network(
-    id="a" * 64,
-    name="neta",
-    bridge="br-a",
-    ipv4=Subnet4(ipaddress.IPv4Network("10.1.0.0/24"), ipaddress.IPv4Address("10.1.0.1")),
-)
-WEB = Sandbox(id="b" * 64, name="web", netns_path="/x", owned=True)
-CLI = Sandbox(id="c" * 64, name="cli", netns_path="/y", owned=True)
-SNAP = Snapshot(
-    revision=1,
-    networks=(NET,),
-    sandboxes=(CLI, WEB),
-    endpoints=tuple(
-        Endpoint(
-            id=s.id[::-1],
-            network_id=NET.id,
-            sandbox_id=s.id,
-            ifname="eth0",
-            host_ifname="v" + s.name,
-            mac="02:42:0a:01:00:0" + str(i),
-            ipv4=ipaddress.IPv4Address(f"10.1.0.{i}"),
+NET = build.network("a" * 64, "neta", "br-a", "10.1.0.0/24")
+WEB = build.sandbox("b" * 64, "web")
+CLI = build.sandbox("c" * 64, "cli", netns_path="/y")
+SNAP = build.snapshot(
+    [NET],
+    [CLI, WEB],
+    [
+        build.endpoint(
+            s.id[::-1], NET, s.id, i, host_ifname="v" + s.name, mac=f"02:42:0a:01:00:0{i}"
         )
         for i, s in ((2, WEB), (3, CLI))
-    ),
+    ],
 )
 
 
