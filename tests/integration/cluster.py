@@ -14,14 +14,13 @@ import ipaddress
 import json
 import os
 import secrets
-import shutil
 import signal
 import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pytest
+from tests.support.requires import require_binary
 
 from .harness import HostNamespace, run
 
@@ -198,11 +197,8 @@ class Cluster:
 
 def require_etcd() -> None:
     """Skip without etcd, but fail in CI (which installs etcd-server and etcd-client)."""
-    if shutil.which("etcd") is None or shutil.which("etcdctl") is None:
-        reason = "missing etcd/etcdctl (apt-get install etcd-server etcd-client)"
-        if os.environ.get("CI"):
-            pytest.fail(f"cluster tests must run in CI, but: {reason}")
-        pytest.skip(reason)
+    require_binary("etcd", "apt-get install etcd-server")
+    require_binary("etcdctl", "apt-get install etcd-client")
 
 
 def new_cluster(tmp: Path) -> Cluster:
