@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import os
-import socket
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -112,7 +111,7 @@ def _cluster(args: argparse.Namespace) -> ClusterOptions:
                 "the underlay"
             ) from None
     return ClusterOptions(
-        host_id=args.host_id or socket.gethostname(),
+        host_id=args.host_id or "",  # the store takes the hostname
         advertise_addr=args.advertise_addr,
         host_ttl_s=args.host_ttl,
         cacert=args.etcd_cacert,

@@ -65,7 +65,7 @@ async def serve(config: DaemonConfig, ready: asyncio.Event | None = None) -> int
             etc_netns_dir=config.etc_netns_dir,
             default_network=config.default_network,
             advertise_addr=config.cluster.advertise_addr if config.clustered else None,
-            host_id=config.cluster.host_id,
+            host_id=getattr(store, "host_id", ""),
         ),
     )
     rate = (config.forward_rate, max(config.forward_rate, 1.0)) if config.forward_rate else None

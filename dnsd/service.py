@@ -108,7 +108,7 @@ class DnsService:
         upstreams = sandbox_upstreams(own, self.host.upstreams)  # the host's, unless it has own
         return await self.forwarder.forward(
             packet,
-            None,
+            decision.query,
             upstreams,
             tcp=tcp,
             sandbox_key=sandbox_id,

@@ -9,6 +9,7 @@ import ipaddress
 from dataclasses import dataclass, replace
 
 from .errors import InvalidArgument
+from .intents import Connect
 from .ipam.allocator import SubnetAllocator
 from .ipam.mac import mac_from_ipv4, validate_mac
 from .model import Endpoint, Network, Sandbox
@@ -68,9 +69,8 @@ def allocator(registry: Registry, network: Network, version: int) -> SubnetAlloc
     assert side is not None
     used = [getattr(e, field) for e in registry.endpoints_on(network.id)]
     for intent in registry.intents.values():
-        pending = intent.get("endpoint") if intent.get("op") == "connect" else None
-        if pending and pending["network_id"] == network.id and pending.get(field):
-            used.append(_ip(pending[field]))
+        if isinstance(intent, Connect) and intent.endpoint.network_id == network.id:
+            used.append(getattr(intent.endpoint, field))
     # Addresses other hosts claimed on an overlay, whose endpoints may not be published yet.
     for claim in registry.remote_claims:
         network_id, _, address = claim.partition("/")

@@ -1,10 +1,10 @@
 """The engine: networks, sandboxes and endpoints, kept in step with the kernel.
 
-Every kernel change is bracketed by the registry: an *intent* is committed first (write-ahead),
-then the kernel is changed, then the result is committed and the intent dropped. A crash between
-the two leaves an intent that `reconcile` rolls back (creates) or completes (removals), so what
-the API reported is what exists, and nothing unreported is half there. A failed step undoes what
-it did before the error is raised.
+The engine checks a request and plans the objects; `Changes` carries the change out, bracketed
+by an *intent* in the registry (write-ahead). A crash in between leaves an intent that
+`reconcile` rolls back (creates) or completes (removals), so what the API reported is what
+exists, and nothing unreported is half there. A failed step undoes what it did before the error
+is raised.
 """
 
 from __future__ import annotations
@@ -12,32 +12,32 @@ from __future__ import annotations
 import logging
 import os
 import random
-import shutil
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
+from .changes import Changes
 from .endpoints import gateway_successor, plan_endpoint
 from .errors import (
     AllocationConflict,
     Conflict,
     InvalidArgument,
     NameInUse,
-    NetcoreError,
     NetworkInUse,
     NotFound,
     PoolOverlap,
     VanishedNamespace,
 )
+from .intents import Connect, CreateNetwork, CreateSandbox, Disconnect, RemoveNetwork, RemoveSandbox
 from .ipam.pools import check_overlap, resolve_ipv4, resolve_ipv6
-from .kernel.base import AttachSpec, Kernel
+from .kernel.base import Kernel
 from .kernel.netns import named_path
-from .model import Endpoint, Network, Sandbox, to_dict
+from .model import Endpoint, Network, Sandbox
 from .names import new_id, validate_ifname
-from .nft.ruleset import PublishedPort, render_host_ruleset
-from .overlay import VXLAN_OVERHEAD, next_vni, overlay_peers, vxlan_device
+from .overlay import VXLAN_OVERHEAD, next_vni
+from .reconcile import reconcile
 from .registry import Registry, delete, put
 from .requests import ConnectRequest, NetworkRequest, SandboxRequest
 from .store.base import Delete, Put
@@ -75,7 +75,7 @@ class Engine:
         self.kernel = kernel
         self.config = config
         self._lock = threading.RLock()
-        self._applied_ruleset: str | None = None
+        self.changes = Changes(registry, kernel, advertise_addr=config.advertise_addr)
         self.repairs: list[str] = []  # what reconcile found and fixed, newest last
         # Called with a sandbox when its first connect starts, before the kernel work: lets
         # the DNS side prepare its listener meanwhile (the connect commits, or it is dropped).
@@ -182,29 +182,9 @@ class Engine:
             if req.driver == "overlay":
                 network = replace(network, driver="overlay", **self._overlay_fields(req))
                 self._check_host_routes(network)
-            self._with_intent(
-                {"op": "create_network", "network": to_dict(network)},
-                do=lambda: (
-                    self._ensure_links(network),
-                    self._apply_firewall(extra=network),
-                ),
-                undo=lambda: (self._delete_links(network), self._apply_firewall()),
-                done=[put(network)],
-            )
+            self.changes.create(CreateNetwork(network), done=[put(network)])
             log.info("network created: %s %s %s", network.name, network.ipv4.subnet, bridge)
             return network
-
-    def _ensure_links(self, network: Network) -> None:
-        """The bridge of a network, and on an overlay its VXLAN device with the remote peers."""
-        self.kernel.ensure_bridge(network)
-        if network.vni is not None and self.config.advertise_addr is not None:
-            peers = overlay_peers(self.registry.snapshot()).get(network.id, frozenset())
-            self.kernel.ensure_vxlan(network, self.config.advertise_addr, peers)
-
-    def _delete_links(self, network: Network) -> None:
-        if network.vni is not None:
-            self.kernel.delete_link(vxlan_device(network))
-        self.kernel.delete_link(network.bridge)
 
     def remove_network(self, ref: str) -> None:
         with self._lock:
@@ -222,16 +202,7 @@ class Engine:
                     f"network {network.name} has active endpoints ({', '.join(names)}): "
                     "disconnect them first"
                 )
-            self._removal(
-                {"op": "remove_network", "network": to_dict(network)},
-                [delete(network)],
-                lambda: self._finish_network_removal(network),
-            )
-
-    def _finish_network_removal(self, network: Network) -> None:
-        self._delete_links(network)
-        self._apply_firewall()
-        log.info("network removed: %s", network.name)
+            self.changes.remove(RemoveNetwork(network), [delete(network)])
 
     def prune_networks(self) -> list[str]:
         """Remove every unused user-defined network; return their names."""
@@ -279,12 +250,7 @@ class Engine:
                 hosts_path="" if mode == "host" else os.path.join(files, "hosts"),
                 created=_now(),
             )
-            self._with_intent(
-                {"op": "create_sandbox", "sandbox": to_dict(sandbox)},
-                do=lambda: self.kernel.create_netns(req.name) if owned else None,
-                undo=lambda: self.kernel.delete_netns(req.name) if owned else None,
-                done=[put(sandbox)],
-            )
+            self.changes.create(CreateSandbox(sandbox), done=[put(sandbox)])
             log.info("sandbox created: %s (%s) %s", sandbox.name, mode, netns_path)
             if mode == "bridge" and req.network_mode:
                 try:
@@ -325,18 +291,7 @@ class Engine:
                 )
             for endpoint in self.registry.endpoints_of(sandbox.id):
                 self.disconnect(endpoint.network_id, sandbox.id, force=True)
-            self._removal(
-                {"op": "remove_sandbox", "sandbox": to_dict(sandbox)},
-                [delete(sandbox)],
-                lambda: self._finish_sandbox_removal(sandbox),
-            )
-
-    def _finish_sandbox_removal(self, sandbox: Sandbox) -> None:
-        if sandbox.owned:
-            self.kernel.delete_netns(sandbox.name)
-        if sandbox.resolv_conf_path:
-            shutil.rmtree(os.path.dirname(sandbox.resolv_conf_path), ignore_errors=True)
-        log.info("sandbox removed: %s", sandbox.name)
+            self.changes.remove(RemoveSandbox(sandbox), [delete(sandbox)])
 
     # --- endpoints ---
 
@@ -367,21 +322,12 @@ class Engine:
             if network.vni is not None:  # an overlay: made here at the first local connect
                 if network.bridge not in self.kernel.host_links().names:
                     self._check_host_routes(network)
-                self._ensure_links(network)
+                self.changes.ensure_links(network)
                 endpoint = replace(endpoint, vtep=self.config.advertise_addr or "")
             if not self.registry.endpoints_of(sandbox.id):
                 for hook in self.first_connect_hooks:
                     hook(sandbox)
-            spec = AttachSpec(endpoint, network, sandbox.netns_path, endpoint.is_gateway)
-            self._with_intent(
-                {"op": "connect", "endpoint": to_dict(endpoint)},
-                do=lambda: (self.kernel.attach(spec), self._apply_firewall(extra=endpoint)),
-                undo=lambda: (
-                    self.kernel.delete_link(endpoint.host_ifname),
-                    self._apply_firewall(),
-                ),
-                done=[put(endpoint), *plan.cursors],
-            )
+            self.changes.create(Connect(endpoint), done=[put(endpoint), *plan.cursors])
             log.info("connected: %s to %s as %s", sandbox.name, network.name, endpoint.ipv4)
             return endpoint
 
@@ -396,85 +342,7 @@ class Engine:
             ops: list[Put | Delete] = [delete(endpoint)]
             if successor is not None:
                 ops.append(put(successor))
-            self._removal(
-                {"op": "disconnect", "endpoint": to_dict(endpoint)},
-                ops,
-                lambda: self._finish_disconnect(sandbox, endpoint, successor),
-            )
-
-    def _finish_disconnect(
-        self, sandbox: Sandbox, endpoint: Endpoint, successor: Endpoint | None
-    ) -> None:
-        self.kernel.delete_link(endpoint.host_ifname)
-        alive = self.kernel.netns_exists(sandbox.netns_path)
-        if alive and endpoint.is_gateway:
-            try:
-                if successor is not None:
-                    net = self.registry.networks[successor.network_id]
-                    self.kernel.set_default_route(
-                        sandbox.netns_path,
-                        str(net.ipv4.gateway),
-                        str(net.ipv6.gateway) if net.ipv6 and successor.ipv6 else None,
-                    )
-                else:
-                    self.kernel.set_default_route(sandbox.netns_path, None, None)
-            except NetcoreError as exc:
-                log.warning("fix routes of %s after disconnect: %s", sandbox.name, exc)
-        self._apply_firewall()
-        log.info("disconnected: %s from %s", sandbox.name, endpoint.network_id[:12])
-
-    # --- firewall ---
-
-    def _apply_firewall(self, extra: Network | Endpoint | None = None) -> None:
-        """Render the whole ruleset from the registry (plus an object being added) and apply
-        it when it changed."""
-        networks = dict(self.registry.networks)
-        endpoints = list(self.registry.endpoints.values())
-        if isinstance(extra, Network):
-            networks[extra.id] = extra
-        elif isinstance(extra, Endpoint):
-            endpoints.append(extra)
-        published = []
-        for ep in endpoints:
-            sandbox = self.registry.sandboxes.get(ep.sandbox_id)
-            net = networks.get(ep.network_id)
-            if sandbox is None or net is None or not ep.is_gateway or net.internal:
-                continue
-            published += [PublishedPort(net, ep.ipv4, b) for b in sandbox.ports]
-        script = render_host_ruleset(sorted(networks.values(), key=lambda n: n.name), published)
-        if script != self._applied_ruleset:
-            self.kernel.apply_nft(script)
-            self._applied_ruleset = script
-
-    # --- write-ahead bracket ---
-
-    def _with_intent(
-        self,
-        intent: dict,
-        *,
-        do: Callable[[], object],
-        undo: Callable[[], object],
-        done: list[Put | Delete],
-    ) -> None:
-        intent_id = new_id()
-        self.registry.commit([Put("intent", intent_id, intent)], notify=False)
-        try:
-            do()
-        except BaseException:
-            try:
-                undo()
-            finally:
-                self.registry.commit([Delete("intent", intent_id)], notify=False)
-            raise
-        self.registry.commit([*done, Delete("intent", intent_id)])
-
-    def _removal(self, intent: dict, ops: list[Put | Delete], finish: Callable[[], object]) -> None:
-        """Remove from the registry (reported at once), then from the kernel. The intent stays
-        until the kernel work is done, so a crash in between is completed by reconcile."""
-        intent_id = new_id()
-        self.registry.commit([*ops, Put("intent", intent_id, intent)])
-        finish()
-        self.registry.commit([Delete("intent", intent_id)], notify=False)
+            self.changes.remove(Disconnect(endpoint), ops)
 
     # --- reconcile ---
 
@@ -483,11 +351,9 @@ class Engine:
 
         Returns what was repaired (also kept in `self.repairs` and logged).
         """
-        from .reconcile import reconcile
-
         with self._lock:
-            self._applied_ruleset = None  # a hand-flushed ruleset is re-applied
-            repaired = reconcile(self)
+            self.changes.firewall.forget()  # a hand-flushed ruleset is re-applied
+            repaired = reconcile(self.registry, self.kernel, self.changes)
             self.repairs.extend(repaired)
             for line in repaired:
                 log.warning("reconcile: %s", line)

@@ -142,9 +142,17 @@ class Snapshot:
 _ADDRESS_TYPES = (IPv4Address, IPv6Address, IPv4Network, IPv6Network)
 
 
+# Fields a cluster added, written only when set: a single host's rows stay as they were.
+_CLUSTER_ONLY = {"vni": None, "vtep": ""}
+
+
 def to_dict(obj: Any) -> dict[str, Any]:
     """A JSON-ready dict of a model object (addresses as strings, tuples as lists)."""
-    return _jsonable(asdict(obj))
+    data = asdict(obj)
+    for key, unset in _CLUSTER_ONLY.items():
+        if key in data and data[key] == unset:
+            del data[key]
+    return _jsonable(data)
 
 
 def _jsonable(value: Any) -> Any:

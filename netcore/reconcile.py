@@ -7,81 +7,77 @@ a deleted bridge), then the ruleset. Everything repaired is returned, for the lo
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import logging
 
+from .changes import Changes
 from .errors import NetcoreError, NftError
-from .kernel.base import AttachSpec
-from .model import endpoint_from_dict, network_from_dict, sandbox_from_dict
+from .intents import (
+    Connect,
+    CreateNetwork,
+    CreateSandbox,
+    Disconnect,
+    Intent,
+    RemoveNetwork,
+    RemoveSandbox,
+    UnknownIntent,
+    drop,
+)
+from .kernel.base import AttachSpec, Kernel
 from .nft.ruleset import BRIDGE_TABLE, HOST_TABLE
-from .registry import delete
-from .store.base import Delete
+from .registry import Registry, delete
 
-if TYPE_CHECKING:
-    from .engine import Engine
+log = logging.getLogger(__name__)
 
 
-def reconcile(engine: Engine) -> list[str]:
+def reconcile(registry: Registry, kernel: Kernel, changes: Changes) -> list[str]:
     repaired: list[str] = []
-    repaired += _settle_intents(engine)
-    repaired += _drop_vanished_sandboxes(engine)
-    repaired += _restore_links(engine)
-    repaired += _restore_firewall(engine)
+    repaired += _settle_intents(registry, changes)
+    repaired += _drop_vanished_sandboxes(registry, kernel, changes)
+    repaired += _restore_links(registry, kernel, changes)
+    repaired += _restore_firewall(registry, kernel, changes)
     return repaired
 
 
-def _settle_intents(engine: Engine) -> list[str]:
-    reg, kernel = engine.registry, engine.kernel
+def _settle_intents(reg: Registry, changes: Changes) -> list[str]:
     repaired = []
     for intent_id, intent in list(reg.intents.items()):
-        op = intent.get("op")
-        if op == "create_network":
-            net = network_from_dict(intent["network"])
-            if net.id not in reg.networks:
-                kernel.delete_link(net.bridge)
-                repaired.append(f"rolled back interrupted create of network {net.name}")
-        elif op == "connect":
-            ep = endpoint_from_dict(intent["endpoint"])
-            if ep.id not in reg.endpoints:
-                kernel.delete_link(ep.host_ifname)
-                sandbox = reg.sandboxes.get(ep.sandbox_id)
-                if sandbox is not None and kernel.netns_exists(sandbox.netns_path):
-                    leftovers = kernel.sandbox_links(sandbox.netns_path)
-                    for name in ("tmp" + ep.id[:12], ep.ifname):
-                        taken = any(e.ifname == name for e in reg.endpoints_of(sandbox.id))
-                        if name in leftovers and not taken:
-                            kernel.delete_sandbox_link(sandbox.netns_path, name)
-                repaired.append(f"rolled back interrupted connect ({ep.ipv4} released)")
-        elif op == "create_sandbox":
-            sb = sandbox_from_dict(intent["sandbox"])
-            if sb.id not in reg.sandboxes and sb.owned:
-                kernel.delete_netns(sb.name)
-                repaired.append(f"rolled back interrupted create of sandbox {sb.name}")
-        elif op == "disconnect":
-            ep = endpoint_from_dict(intent["endpoint"])
-            sandbox = reg.sandboxes.get(ep.sandbox_id)
-            if ep.id not in reg.endpoints and sandbox is not None:
-                successor = next((e for e in reg.endpoints_of(sandbox.id) if e.is_gateway), None)
-                engine._finish_disconnect(sandbox, ep, successor)
-                repaired.append(f"completed interrupted disconnect of {sandbox.name}")
-            elif ep.id not in reg.endpoints:
-                kernel.delete_link(ep.host_ifname)
-        elif op == "remove_network":
-            net = network_from_dict(intent["network"])
-            if net.id not in reg.networks:
-                kernel.delete_link(net.bridge)
-                repaired.append(f"completed interrupted removal of network {net.name}")
-        elif op == "remove_sandbox":
-            sb = sandbox_from_dict(intent["sandbox"])
-            if sb.id not in reg.sandboxes:
-                engine._finish_sandbox_removal(sb)
-                repaired.append(f"completed interrupted removal of sandbox {sb.name}")
-        reg.commit([Delete("intent", intent_id)], notify=False)
+        line = _settle(reg, changes, intent)
+        if line:
+            repaired.append(line)
+        reg.commit([drop(intent_id)], notify=False)
     return repaired
 
 
-def _drop_vanished_sandboxes(engine: Engine) -> list[str]:
+def _settle(reg: Registry, changes: Changes, intent: Intent) -> str | None:
+    """Roll back a creation that was not committed, complete a removal that was; say what
+    was repaired, if anything."""
+    match intent:
+        case CreateNetwork(net) if net.id not in reg.networks:
+            changes.roll_back(intent)
+            return f"rolled back interrupted create of network {net.name}"
+        case Connect(ep) if ep.id not in reg.endpoints:
+            changes.roll_back(intent)
+            return f"rolled back interrupted connect ({ep.ipv4} released)"
+        case CreateSandbox(sb) if sb.id not in reg.sandboxes and sb.owned:
+            changes.roll_back(intent)
+            return f"rolled back interrupted create of sandbox {sb.name}"
+        case Disconnect(ep) if ep.id not in reg.endpoints:
+            changes.finish(intent)
+            sandbox = reg.sandboxes.get(ep.sandbox_id)
+            return f"completed interrupted disconnect of {sandbox.name}" if sandbox else None
+        case RemoveNetwork(net) if net.id not in reg.networks:
+            changes.finish(intent)
+            return f"completed interrupted removal of network {net.name}"
+        case RemoveSandbox(sb) if sb.id not in reg.sandboxes:
+            changes.finish(intent)
+            return f"completed interrupted removal of sandbox {sb.name}"
+        case UnknownIntent(op):
+            log.warning("dropping an intent of unknown kind %r (from a newer dnsd?)", op)
+    return None
+
+
+def _drop_vanished_sandboxes(reg: Registry, kernel: Kernel, changes: Changes) -> list[str]:
     """A namespace deleted behind our back: its endpoints go and its addresses are freed."""
-    reg, kernel = engine.registry, engine.kernel
     repaired = []
     for sandbox in list(reg.sandboxes.values()):
         if sandbox.mode == "host" or sandbox.id not in reg.sandboxes:
@@ -99,7 +95,7 @@ def _drop_vanished_sandboxes(engine: Engine) -> list[str]:
             ops.append(delete(sb))
         reg.commit(ops)
         for sb in gone:
-            engine._finish_sandbox_removal(sb)
+            changes.finish(RemoveSandbox(sb))
         repaired.append(
             f"sandbox {sandbox.name}: namespace {sandbox.netns_path} vanished; removed "
             f"{', '.join(s.name for s in gone)} (released {', '.join(released) or 'nothing'})"
@@ -107,8 +103,7 @@ def _drop_vanished_sandboxes(engine: Engine) -> list[str]:
     return repaired
 
 
-def _restore_links(engine: Engine) -> list[str]:
-    reg, kernel = engine.registry, engine.kernel
+def _restore_links(reg: Registry, kernel: Kernel, changes: Changes) -> list[str]:
     repaired = []
     present = kernel.host_links().names
     recreated: set[str] = set()
@@ -116,7 +111,7 @@ def _restore_links(engine: Engine) -> list[str]:
         if net.bridge not in present:
             recreated.add(net.id)
             repaired.append(f"bridge {net.bridge} of network {net.name} was missing: recreated")
-        engine._ensure_links(net)  # idempotent: also restores addresses, MTU, VXLAN peers
+        changes.ensure_links(net)  # idempotent: also restores addresses, MTU, VXLAN peers
     for ep in list(reg.endpoints.values()):
         # A veth whose bridge was deleted survives it, unplugged: plug in a new pair.
         unplugged = ep.network_id in recreated and ep.host_ifname in present
@@ -138,20 +133,20 @@ def _restore_links(engine: Engine) -> list[str]:
     return repaired
 
 
-def _restore_firewall(engine: Engine) -> list[str]:
+def _restore_firewall(reg: Registry, kernel: Kernel, changes: Changes) -> list[str]:
     """Re-apply the whole ruleset (a rule deleted by hand comes back too), and say so when
     one of our tables was gone, e.g. after `nft flush ruleset`."""
-    if not engine.registry.networks:  # a first start: nothing to restore, nothing to say
-        engine._apply_firewall()
+    if not reg.networks:  # a first start: nothing to restore, nothing to say
+        changes.firewall.apply()
         return []
     missing = []
     for table in (HOST_TABLE, BRIDGE_TABLE):
         try:
             # `nft -f` runs `list` as well: it fails for a missing table and changes nothing.
-            engine.kernel.apply_nft(f"list table {table}\n")
+            kernel.apply_nft(f"list table {table}\n")
         except NftError:
             missing.append(table)
-    engine._apply_firewall()
+    changes.firewall.apply()
     if not missing:
         return []
     tables = " and ".join(f"table {t}" for t in missing)

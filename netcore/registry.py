@@ -18,6 +18,8 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from .errors import NetworkNotFound, NotFound, SandboxNotFound
+from .intents import Intent
+from .intents import decode as intent_from_dict
 from .model import (
     Endpoint,
     Network,
@@ -52,7 +54,7 @@ _DECODERS: dict[str, tuple[str, Callable[[dict[str, Any]], Any]]] = {
     "network": ("networks", network_from_dict),
     "sandbox": ("sandboxes", sandbox_from_dict),
     "endpoint": ("endpoints", endpoint_from_dict),
-    "intent": ("intents", dict),
+    "intent": ("intents", intent_from_dict),
     "meta": ("meta", dict),
     "remote_endpoint": ("remote_endpoints", remote_endpoint_from_dict),
     "remote_claim": ("remote_claims", dict),
@@ -67,7 +69,7 @@ class Registry:
         self.networks: dict[str, Network] = {}
         self.sandboxes: dict[str, Sandbox] = {}
         self.endpoints: dict[str, Endpoint] = {}
-        self.intents: dict[str, dict[str, Any]] = {}
+        self.intents: dict[str, Intent] = {}  # changes in flight (see intents.py)
         self.meta: dict[str, dict[str, Any]] = {}
         self.remote_endpoints: dict[str, tuple[Endpoint, Sandbox]] = {}
         self.remote_claims: dict[str, dict[str, Any]] = {}  # "<network id>/<ip>" -> {}

@@ -1,8 +1,9 @@
 """Hand-written DNS wire format for the hot path: one query in, pre-packed bytes out.
 
 Only what the embedded server needs: the 12-byte header, exactly one uncompressed question,
-an optional OPT record, and builders for replies and A/AAAA/PTR/SRV resource records. dnslib is
-far too slow for ~150k queries/s and is used only by the oracle (`slow.py`) and the tests.
+an optional OPT record, builders for replies and A/AAAA/PTR/SRV resource records, and the check
+the forwarder makes that an upstream's reply answers the query. dnslib is far too slow for
+~150k queries/s and is used only by the oracle (`slow.py`) and the tests.
 """
 
 from __future__ import annotations
@@ -24,8 +25,13 @@ CLASS_IN = 1
 NOERROR = 0
 FORMERR = 1
 SERVFAIL = 2
+NXDOMAIN = 3
 NOTIMP = 4
 REFUSED = 5
+RCODE_MASK = 0x000F
+# Question-less replies a server may send when it could not parse what it was sent
+# (dnspython's `is_response` accepts these too).
+QUESTIONLESS_RCODES = frozenset({FORMERR, SERVFAIL, NOTIMP, REFUSED})
 
 OPCODE_QUERY = 0
 OPCODE_NOTIFY = 4
@@ -33,6 +39,7 @@ OPCODE_NOTIFY = 4
 # Header flag bits.
 FLAG_QR = 0x8000
 FLAG_OPCODE = 0x7800
+FLAG_AA = 0x0400
 FLAG_TC = 0x0200
 FLAG_RD = 0x0100
 FLAG_RA = 0x0080
@@ -43,7 +50,8 @@ _ERROR_ECHO_MASK = 0x7FB0
 
 OUR_UDP_SIZE = 1232  # the EDNS buffer size we advertise (DNS flag day 2020)
 PLAIN_UDP_LIMIT = 512  # RFC 1035 limit without EDNS; also the floor of a smaller EDNS size
-TCP_LIMIT = 65535  # a TCP message carries a 16-bit length
+MAX_MESSAGE = 65535  # any DNS message: TCP frames it with a 16-bit length
+TCP_LIMIT = MAX_MESSAGE
 MAX_NAME_WIRE = 255  # RFC 1035 2.3.4, counting length octets and the root
 MAX_LABEL = 63
 EDNS_DO = 0x8000  # the DO bit in the OPT record's TTL field
@@ -237,6 +245,14 @@ def empty_reply(query: Query, rcode: int = NOERROR) -> bytes:
     return header + query.question + opt
 
 
+def forward_error_reply(query: Query, rcode: int) -> bytes:
+    """The forwarder's SERVFAIL/REFUSED: `empty_reply` without an OPT, RD/CD copied even for
+    NOTIFY. Byte for byte what the forwarder has always sent; the listener's use `empty_reply`.
+    """
+    flags = reply_flags(query.flags, rcode) | query.flags & (FLAG_RD | FLAG_CD)
+    return HEADER.pack(query.id, flags, 1, 0, 0, 0) + query.question
+
+
 def error_reply(packet: bytes, rcode: int, question_end: int | None = None) -> bytes:
     """FORMERR/NOTIMP (or any rcode) for a packet whose header parsed (>= 12 bytes).
 
@@ -249,6 +265,33 @@ def error_reply(packet: bytes, rcode: int, question_end: int | None = None) -> b
     if question_end is None:
         return HEADER.pack(ident, flags, 0, 0, 0, 0)
     return HEADER.pack(ident, flags, 1, 0, 0, 0) + packet[12:question_end]
+
+
+def is_answer_to(reply: bytes, query: Query) -> bool:
+    """True when `reply` is a response to `query`: QR set, same id and opcode, and the same one
+    question (qname case-insensitively, qtype, qclass), or none at all with an error rcode.
+
+    The reply's question must be uncompressed like the query's (nothing precedes it to point
+    at): its bytes are compared with the query's, so no second parser is needed. Lower-casing
+    keeps label length octets (<= 63) as they are, so equal bytes mean an equal name.
+    """
+    if len(reply) < 12:
+        return False
+    ident, flags, qdcount = _unpack_id_flags_qdcount(reply)
+    if ident != query.id or not flags & FLAG_QR or (flags ^ query.flags) & FLAG_OPCODE:
+        return False
+    if qdcount == 0:
+        return flags & RCODE_MASK in QUESTIONLESS_RCODES
+    if qdcount != 1:
+        return False
+    name_end = 12 + len(query.qname_wire)
+    return (
+        reply[12:name_end].lower() == query.qname_lower
+        and reply[name_end : query.question_end] == query.question[-4:]
+    )
+
+
+_unpack_id_flags_qdcount = struct.Struct("!HHH").unpack_from
 
 
 # --- resource records, packed once per registry snapshot ---

@@ -25,12 +25,20 @@ import asyncio
 import functools
 import logging
 import socket
-import struct
 from collections.abc import Callable, Sequence
 
 from netcore.errors import InvalidArgument
 
-from .client import Question, SockFactory, UpstreamError, exchange, parse_question
+from ..core.wire import (
+    FLAG_AA,
+    NXDOMAIN,
+    RCODE_MASK,
+    REFUSED,
+    SERVFAIL,
+    Query,
+    forward_error_reply,
+)
+from .client import SockFactory, UpstreamError, exchange
 from .health import UpstreamHealth, UpstreamLike, health_key
 
 log = logging.getLogger(__name__)
@@ -41,23 +49,12 @@ MAX_INFLIGHT = 1024  # per sandbox, as moby's semaphore: one sandbox cannot exha
 MIN_TRY_S = 0.25  # a try shorter than this would hand over before a distant server can answer
 WARN_INTERVAL_S = 10.0  # one warning per reason and sandbox/server per interval
 
-RCODE_FORMERR, RCODE_SERVFAIL, RCODE_NXDOMAIN, RCODE_REFUSED = 1, 2, 3, 5
-_HEADER = struct.Struct("!HHHHHH")
-_QR, _AA, _RA = 0x8000, 0x0400, 0x0080
-_KEEP_FROM_QUERY = 0x7800 | 0x0100 | 0x0010  # opcode, RD, CD (RFC 4035 3.2.2: CD is copied)
-
-
-def error_reply(query: bytes, question: Question, rcode: int) -> bytes:
-    """A reply of `rcode` to `query`: id and question echoed, opcode/RD/CD copied, RA set."""
-    flags = _QR | (question.flags & _KEEP_FROM_QUERY) | _RA | rcode
-    return _HEADER.pack(question.id, flags, 1, 0, 0, 0) + query[_HEADER.size : question.end]
-
 
 def needs_next_server(reply: bytes) -> bool:
     """Docker's rule 12: SERVFAIL, REFUSED and non-authoritative NXDOMAIN ask the next server."""
     flags = (reply[2] << 8) | reply[3]
-    rcode = flags & 0x000F
-    return rcode in (RCODE_SERVFAIL, RCODE_REFUSED) or (rcode == RCODE_NXDOMAIN and not flags & _AA)
+    rcode = flags & RCODE_MASK
+    return rcode in (SERVFAIL, REFUSED) or (rcode == NXDOMAIN and not flags & FLAG_AA)
 
 
 def try_slot(deadline_s: float, remaining_s: float) -> float:
@@ -152,24 +149,21 @@ class Forwarder:
 
     async def forward(
         self,
-        query: bytes,
-        qinfo: Question | None,
+        packet: bytes,
+        query: Query,
         upstreams: Sequence[UpstreamLike],
         *,
         tcp: bool,
         sandbox_key: str,
         sock_factory_for: Callable[[UpstreamLike], SockFactory],
     ) -> bytes:
-        """The reply to relay to the client for `query`; never raises for upstream trouble.
+        """The reply to relay to the client for `packet`; never raises for upstream trouble.
 
-        `qinfo` may be `parse_question(query)`; anything else (or None) is re-parsed from the
-        bytes, so the spoofing check never depends on another module's parser.
+        `query` is `core.wire.parse_query(packet)`, as the listener parsed it (the `Forward`
+        decision's): upstream replies are matched against it, nothing is parsed again.
         `sock_factory_for(upstream)` gives the socket factory for that server: inside the
         sandbox's namespace, or the daemon's for `host_loopback` servers.
         """
-        question = qinfo if isinstance(qinfo, Question) else parse_question(query)
-        if question is None:
-            return _formerr(query)
         loop = asyncio.get_running_loop()
         now = loop.time()
         if not upstreams:
@@ -180,12 +174,12 @@ class Forwarder:
                 "(give it --dns servers or a nameserver in the host's resolv.conf)",
                 sandbox_key,
             )
-            return error_reply(query, question, RCODE_SERVFAIL)
+            return forward_error_reply(query, SERVFAIL)
         if not self._admit(sandbox_key, now):
-            return error_reply(query, question, RCODE_REFUSED)
+            return forward_error_reply(query, REFUSED)
         self._inflight[sandbox_key] = self._inflight.get(sandbox_key, 0) + 1
         try:
-            return await self._race(query, question, upstreams, tcp, sock_factory_for, now)
+            return await self._race(packet, query, upstreams, tcp, sock_factory_for, now)
         finally:
             remaining = self._inflight[sandbox_key] - 1
             if remaining:
@@ -227,8 +221,8 @@ class Forwarder:
 
     async def _race(
         self,
-        query: bytes,
-        question: Question,
+        packet: bytes,
+        query: Query,
         upstreams: Sequence[UpstreamLike],
         tcp: bool,
         sock_factory_for: Callable[[UpstreamLike], SockFactory],
@@ -251,13 +245,13 @@ class Forwarder:
                     next_index += 1
                     next_start = now + try_slot(self.deadline_s, deadline - now)
                     coro = exchange(
-                        query,
+                        packet,
                         upstream,
+                        query=query,
                         tcp=tcp,
                         deadline=deadline,
                         # Called inside exchange(), so a failing factory costs one try only.
                         sock_factory=functools.partial(_open_socket, sock_factory_for, upstream),
-                        question=question,
                     )
                     running[loop.create_task(coro)] = _Try(upstream, next_start)
                     continue
@@ -292,7 +286,7 @@ class Forwarder:
                         task.exception()
         if last_reply is not None:
             return last_reply
-        return error_reply(query, question, RCODE_SERVFAIL)
+        return forward_error_reply(query, SERVFAIL)
 
     def _outcome(self, task: asyncio.Task[bytes], attempt: _Try, now: float) -> bytes | None:
         """The reply of a finished try, or None after recording and logging its failure."""
@@ -324,11 +318,3 @@ def _open_socket(
     kind: int,
 ) -> socket.socket:
     return sock_factory_for(upstream)(family, kind)
-
-
-def _formerr(query: bytes) -> bytes:
-    """FORMERR with a bare header for a query whose question does not parse."""
-    if len(query) < _HEADER.size:
-        raise InvalidArgument("shorter than a DNS header: drop it, there is no id to answer")
-    msg_id, flags = struct.unpack_from("!HH", query)
-    return _HEADER.pack(msg_id, _QR | (flags & _KEEP_FROM_QUERY) | RCODE_FORMERR, 0, 0, 0, 0)

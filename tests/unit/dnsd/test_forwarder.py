@@ -8,6 +8,7 @@ asked last) the test says so.
 from __future__ import annotations
 
 import asyncio
+import random
 import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -15,6 +16,8 @@ from contextlib import AsyncExitStack, asynccontextmanager
 import pytest
 from dnslib import EDNS0, QTYPE, RCODE, DNSRecord
 
+from dnsd.core import Reply, answer, build_view
+from dnsd.core.wire import parse_query
 from dnsd.forward import (
     Forwarder,
     UpstreamBadReply,
@@ -22,11 +25,10 @@ from dnsd.forward import (
     UpstreamTimeout,
     UpstreamUnreachable,
     exchange,
-    is_answer_to,
-    parse_question,
 )
 from dnsd.resolvconf import Upstream
 from netcore.errors import InvalidArgument, VanishedNamespace
+from netcore.model import Snapshot
 from tests.fakes.upstream import BIG_TXT, FakeUpstream, slow, spoof
 
 SHORT = 0.6  # deadline for tests where everything times out
@@ -71,7 +73,7 @@ async def ask(
     loop = asyncio.get_running_loop()
     start = loop.time()
     raw = await forwarder.forward(
-        query, None, upstreams, tcp=tcp, sandbox_key=sandbox, sock_factory_for=plain
+        query, parse_query(query), upstreams, tcp=tcp, sandbox_key=sandbox, sock_factory_for=plain
     )
     return DNSRecord.parse(raw), loop.time() - start, raw
 
@@ -401,10 +403,11 @@ async def test_cancelled_forward_closes_its_sockets() -> None:
 
     async with fakes("silent", "silent") as ups:
         forwarder = Forwarder(UpstreamHealth(), deadline_s=5.0)
+        query = make_query()
         task = asyncio.create_task(
             forwarder.forward(
-                make_query(),
-                None,
+                query,
+                parse_query(query),
                 [u.upstream for u in ups],
                 tcp=False,
                 sandbox_key="sb1",
@@ -436,9 +439,10 @@ async def test_socket_factory_failure_costs_one_try(failing: str) -> None:
                 raise VanishedNamespace("sandbox sb1: /run/netns/x is gone")
             return broken
 
+        query = make_query()
         reply = await Forwarder(UpstreamHealth()).forward(
-            make_query(),
-            None,
+            query,
+            parse_query(query),
             [gone.upstream, up.upstream],
             tcp=False,
             sandbox_key="sb1",
@@ -448,12 +452,13 @@ async def test_socket_factory_failure_costs_one_try(failing: str) -> None:
     assert not gone.queries
 
 
-@pytest.mark.asyncio
-async def test_unparsable_question_gets_formerr() -> None:
-    header_only = DNSRecord.question("x", "A").pack()[:12]
-    reply = await Forwarder(UpstreamHealth()).forward(
-        header_only, None, [], tcp=False, sandbox_key="sb1", sock_factory_for=plain
-    )
+def test_unparsable_question_gets_formerr() -> None:
+    # The forwarder takes the listener's parsed query: a question that does not parse gets
+    # its FORMERR from the listener's decision and never reaches the forwarder.
+    header_only = bytes(DNSRecord.question("x", "A").pack()[:12])
+    decision = answer(header_only, "sb1", build_view(Snapshot()), rng=random.Random(1))
+    assert isinstance(decision, Reply)
+    reply = decision.data
     assert reply[:2] == header_only[:2] and DNSRecord.parse(reply).header.rcode == RCODE.FORMERR
 
 
@@ -465,8 +470,9 @@ async def test_unparsable_question_gets_formerr() -> None:
 async def test_exchange_unreachable(tcp: bool) -> None:
     loop = asyncio.get_running_loop()
     down = Upstream("127.0.0.1", dead_port())
+    query = make_query()
     with pytest.raises(UpstreamUnreachable, match=rf"127\.0\.0\.1:{down.port}/"):
-        await exchange(make_query(), down, tcp=tcp, deadline=loop.time() + 1.0)
+        await exchange(query, down, query=parse_query(query), tcp=tcp, deadline=loop.time() + 1.0)
 
 
 @pytest.mark.asyncio
@@ -474,16 +480,22 @@ async def test_exchange_unreachable(tcp: bool) -> None:
 async def test_exchange_timeout_names_the_server(tcp: bool) -> None:
     async with fakes("silent") as (up,):
         loop = asyncio.get_running_loop()
+        query = make_query()
         with pytest.raises(UpstreamTimeout, match=f"{up.port}/"):
-            await exchange(make_query(), up.upstream, tcp=tcp, deadline=loop.time() + 0.2)
+            await exchange(
+                query, up.upstream, query=parse_query(query), tcp=tcp, deadline=loop.time() + 0.2
+            )
 
 
 @pytest.mark.asyncio
 async def test_exchange_tcp_wrong_id_is_a_bad_reply() -> None:
     async with fakes(spoof("wrong_id", then_answer=True)) as (up,):
         loop = asyncio.get_running_loop()
+        query = make_query()
         with pytest.raises(UpstreamBadReply, match="different query"):
-            await exchange(make_query(), up.upstream, tcp=True, deadline=loop.time() + 1.0)
+            await exchange(
+                query, up.upstream, query=parse_query(query), tcp=True, deadline=loop.time() + 1.0
+            )
 
 
 @pytest.mark.asyncio
@@ -496,73 +508,17 @@ async def test_exchange_uses_the_socket_factory() -> None:
 
     async with fakes("normal") as (up,):
         loop = asyncio.get_running_loop()
+        query = make_query()
         for tcp in (False, True):
             await exchange(
-                make_query(), up.upstream, tcp=tcp, deadline=loop.time() + 1, sock_factory=factory
+                query,
+                up.upstream,
+                query=parse_query(query),
+                tcp=tcp,
+                deadline=loop.time() + 1,
+                sock_factory=factory,
             )
     assert made == [
         (socket.AF_INET, socket.SOCK_DGRAM),
         (socket.AF_INET, socket.SOCK_STREAM),
     ]
-
-
-# --- matching an answer to its query ---
-
-
-def _fixed(name: str = "ext.anchors.test", qtype: str = "A") -> bytes:
-    record = DNSRecord.question(name, qtype)
-    record.header.id = 0x1234
-    return record.pack()
-
-
-def _reply_to(query: bytes, **changes: object) -> bytes:
-    record = DNSRecord.parse(query).reply()
-    for key, value in changes.items():
-        setattr(record.header, key, value)
-    return record.pack()
-
-
-def test_answer_matching_is_case_insensitive_on_the_qname() -> None:
-    question = parse_question(_fixed("ExT.Anchors.TEST"))
-    assert question is not None
-    assert is_answer_to(_reply_to(_fixed("ext.anchors.test")), question)
-
-
-@pytest.mark.parametrize(
-    "reply",
-    [
-        pytest.param(_reply_to(_fixed(), id=0x1235), id="id"),
-        pytest.param(_fixed(), id="not-a-response"),
-        pytest.param(_reply_to(_fixed(), opcode=4), id="opcode"),
-        pytest.param(_reply_to(_fixed("ext.anchors.test", "AAAA")), id="qtype"),
-        pytest.param(_reply_to(_fixed("other.anchors.test")), id="qname"),
-        pytest.param(_reply_to(_fixed())[:11], id="short"),
-    ],
-)
-def test_answer_matching_rejects(reply: bytes) -> None:
-    question = parse_question(_fixed())
-    assert question is not None
-    assert is_answer_to(_reply_to(_fixed()), question)  # the unchanged reply matches
-    assert not is_answer_to(reply, question)
-
-
-def test_questionless_error_reply_is_accepted_only_for_error_rcodes() -> None:
-    query = make_query()
-    question = parse_question(query)
-    assert question is not None
-    header = bytearray(query[:12])
-    header[2] |= 0x80  # QR
-    header[4:6] = b"\x00\x00"  # QDCOUNT 0
-    refused, noerror = bytearray(header), bytearray(header)
-    refused[3] = (refused[3] & 0xF0) | RCODE.REFUSED
-    assert is_answer_to(bytes(refused), question)
-    assert not is_answer_to(bytes(noerror), question)
-
-
-def test_parse_question_rejects_compression_and_truncation() -> None:
-    query = make_query()
-    assert parse_question(query[:-1]) is None
-    pointer = query[:12] + b"\xc0\x0c" + query[-4:]
-    assert parse_question(pointer) is None
-    parsed = parse_question(query)
-    assert parsed is not None and parsed.end == len(query) and parsed.qtype == QTYPE.A

@@ -6,7 +6,7 @@ import ipaddress
 import struct
 
 import pytest
-from dnslib import EDNS0, QTYPE, DNSRecord
+from dnslib import EDNS0, QTYPE, RCODE, DNSRecord
 
 from dnsd.core import wire
 from dnsd.core.wire import MalformedQuery, Query, parse_query
@@ -214,6 +214,94 @@ def test_empty_reply_sets_ra_copies_rd_cd_and_echoes_opt() -> None:
 
 def test_notify_reply_does_not_copy_rd() -> None:
     assert wire.reply_flags(0x2100) == wire.FLAG_QR | wire.FLAG_RA | 0x2000
+
+
+def test_forward_error_reply_has_no_opt_and_copies_rd_cd() -> None:
+    # The forwarder's SERVFAIL/REFUSED: id and question echoed, opcode/RD/CD copied, RA set.
+    packet = header(flags=0x0530, ar=1) + question() + opt(4096, 0x8000)  # AA, RD, AD, CD
+    reply = wire.forward_error_reply(parse_query(packet), wire.REFUSED)
+    flags = wire.FLAG_QR | wire.FLAG_RD | wire.FLAG_RA | wire.FLAG_CD | wire.REFUSED
+    assert reply == struct.pack("!HHHHHH", 0x1234, flags, 1, 0, 0, 0) + question()
+    notify = header(flags=0x2100) + question()
+    reply = wire.forward_error_reply(parse_query(notify), wire.SERVFAIL)
+    assert reply[2:4] == struct.pack("!H", wire.FLAG_QR | 0x2100 | wire.FLAG_RA | wire.SERVFAIL)
+
+
+# --- matching an upstream's answer to its query (the forwarder's spoofing check) ---
+
+
+def _fixed(name: str = "ext.anchors.test", qtype: str = "A") -> bytes:
+    record = DNSRecord.question(name, qtype)
+    record.header.id = 0x1234
+    return bytes(record.pack())
+
+
+def _reply_to(query: bytes, **changes: object) -> bytes:
+    record = DNSRecord.parse(query).reply()
+    for key, value in changes.items():
+        setattr(record.header, key, value)
+    return bytes(record.pack())
+
+
+def test_answer_matching_is_case_insensitive_on_the_qname() -> None:
+    query = parse_query(_fixed("ExT.Anchors.TEST"))
+    assert wire.is_answer_to(_reply_to(_fixed("ext.anchors.test")), query)
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        pytest.param(_reply_to(_fixed(), id=0x1235), id="id"),
+        pytest.param(_fixed(), id="not-a-response"),
+        pytest.param(_reply_to(_fixed(), opcode=4), id="opcode"),
+        pytest.param(_reply_to(_fixed("ext.anchors.test", "AAAA")), id="qtype"),
+        pytest.param(_reply_to(_fixed("other.anchors.test")), id="qname"),
+        pytest.param(_reply_to(_fixed())[:11], id="short"),
+        pytest.param(_reply_to(_fixed())[:-1], id="truncated-question"),
+        pytest.param(_reply_to(_fixed("ext.anchors.tes")), id="qname-prefix"),
+        pytest.param(
+            _reply_to(_fixed())[:4] + b"\x00\x02" + _reply_to(_fixed())[6:], id="two-questions"
+        ),
+        pytest.param(
+            _reply_to(_fixed())[:12] + b"\xc0\x0c" + _reply_to(_fixed())[-4:], id="compressed"
+        ),
+    ],
+)
+def test_answer_matching_rejects(reply: bytes) -> None:
+    query = parse_query(_fixed())
+    assert wire.is_answer_to(_reply_to(_fixed()), query)  # the unchanged reply matches
+    assert not wire.is_answer_to(reply, query)
+
+
+def test_answer_matching_does_not_lower_case_type_or_class() -> None:
+    # Type 65 (HTTPS) is 0x0041, an ASCII "A": only the name is compared case-insensitively.
+    query = parse_query(_fixed("ext.anchors.test", "HTTPS"))
+    reply = _reply_to(_fixed("ext.anchors.test", "HTTPS"))  # no records: the question ends it
+    assert wire.is_answer_to(reply, query)
+    assert not wire.is_answer_to(reply[:-4] + b"\x00\x61\x00\x01", query)  # type 97, "a"
+
+
+def test_questionless_error_reply_is_accepted_only_for_error_rcodes() -> None:
+    packet = bytes(DNSRecord.question("ext.anchors.test", "A").pack())
+    query = parse_query(packet)
+    header_ = bytearray(packet[:12])
+    header_[2] |= 0x80  # QR
+    header_[4:6] = b"\x00\x00"  # QDCOUNT 0
+    refused, noerror = bytearray(header_), bytearray(header_)
+    refused[3] = (refused[3] & 0xF0) | RCODE.REFUSED
+    assert wire.is_answer_to(bytes(refused), query)
+    assert not wire.is_answer_to(bytes(noerror), query)
+
+
+def test_question_parse_rejects_compression_and_truncation() -> None:
+    # What the forwarder's own question parser refused, the wire layer's refuses too.
+    packet = bytes(DNSRecord.question("ext.anchors.test", "A").pack())
+    with pytest.raises(MalformedQuery):
+        parse_query(packet[:-1])
+    with pytest.raises(MalformedQuery):
+        parse_query(packet[:12] + b"\xc0\x0c" + packet[-4:])
+    parsed = parse_query(packet)
+    assert parsed.question_end == len(packet) and parsed.qtype == QTYPE.A
 
 
 @pytest.mark.parametrize(
