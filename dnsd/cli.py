@@ -30,6 +30,7 @@ from .cli_commands import (  # noqa: F401 - table and exec_argv are part of this
     table,
 )
 from .client import ApiClient, ApiError
+from .cni.install import add_parser as add_cni_parser
 from .config import (
     DEFAULT_API_SOCKET,
     DEFAULT_STATE_DIR,
@@ -276,6 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_serve(sub)
     _add_network(sub, conn, fmt)
     _add_sandbox(sub, conn, fmt)
+    add_cni_parser(sub)
     return parser
 
 
@@ -291,6 +293,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "serve":
             return cmd_serve(args)
+        if hasattr(args, "run_local"):  # needs no daemon
+            return int(args.run_local(args))
         return int(args.run(_client(args), args) or 0)
     except UsageError as exc:
         print(f"dnsd: {exc}", file=sys.stderr)

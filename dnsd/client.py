@@ -13,6 +13,8 @@ import urllib.parse
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from netcore.requests import OPT_IFNAME
+
 from .config import DEFAULT_API_SOCKET
 
 
@@ -162,8 +164,11 @@ class ApiClient:
         ipv4: str | None = None,
         ipv6: str | None = None,
         mac: str | None = None,
+        ifname: str | None = None,
     ) -> None:
-        body = {"Container": sandbox, "EndpointConfig": _endpoint(aliases, ipv4, ipv6, mac)}
+        """`ifname`: the interface name inside the sandbox (default: the next free ethN)."""
+        endpoint = _endpoint(aliases, ipv4, ipv6, mac, ifname)
+        body = {"Container": sandbox, "EndpointConfig": endpoint}
         self.request("POST", f"/networks/{_quote(network)}/connect", body)
 
     def disconnect(self, network: str, sandbox: str, *, force: bool = False) -> None:
@@ -196,6 +201,9 @@ class ApiClient:
         network: str = "",
         aliases: Sequence[str] = (),
         ipv4: str | None = None,
+        ipv6: str | None = None,
+        mac: str | None = None,
+        ifname: str | None = None,
     ) -> str:
         """Create a sandbox (and join `network` at once); its id. `publish` items are
         `[IP:]HOST_PORT:PORT[/PROTO]`, `extra_hosts` items `NAME:ADDRESS`."""
@@ -210,8 +218,8 @@ class ApiClient:
             "PortBindings": port_bindings(publish),
             "NetworkMode": network,
         }
-        if aliases or ipv4:
-            body["EndpointConfig"] = _endpoint(aliases, ipv4, None, None)
+        if aliases or ipv4 or ipv6 or mac or ifname:
+            body["EndpointConfig"] = _endpoint(aliases, ipv4, ipv6, mac, ifname)
         return self.request("POST", "/sandboxes", body)["Id"]
 
     def remove_sandbox(self, ref: str) -> None:
@@ -232,13 +240,20 @@ def port_bindings(specs: Sequence[str]) -> dict[str, list[dict[str, str]]]:
 
 
 def _endpoint(
-    aliases: Sequence[str], ipv4: str | None, ipv6: str | None, mac: str | None
+    aliases: Sequence[str],
+    ipv4: str | None,
+    ipv6: str | None,
+    mac: str | None,
+    ifname: str | None = None,
 ) -> dict[str, Any]:
-    return {
+    endpoint: dict[str, Any] = {
         "Aliases": list(aliases),
         "IPAMConfig": {"IPv4Address": ipv4 or "", "IPv6Address": ipv6 or ""},
         "MacAddress": mac or "",
     }
+    if ifname:
+        endpoint["DriverOpts"] = {OPT_IFNAME: ifname}
+    return endpoint
 
 
 def _quote(ref: str) -> str:

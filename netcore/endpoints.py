@@ -31,7 +31,14 @@ def plan_endpoint(
     """The next endpoint of `sandbox` on `network`; raises the IPAM errors."""
     mine = registry.endpoints_of(sandbox.id)
     used_ifnames = {e.ifname for e in mine}
-    ifname = next(f"eth{i}" for i in range(len(mine) + 1) if f"eth{i}" not in used_ifnames)
+    if req.ifname is not None and req.ifname in used_ifnames:
+        raise InvalidArgument(
+            f"sandbox {sandbox.name} already has an interface {req.ifname}: choose another name",
+            field="ifname",
+        )
+    ifname = req.ifname or next(
+        f"eth{i}" for i in range(len(mine) + 1) if f"eth{i}" not in used_ifnames
+    )
     alloc4 = allocator(registry, network, 4)
     ipv4 = alloc4.allocate(_ip(req.ipv4) if req.ipv4 else None)
     cursors = [_cursor(network, 4, alloc4)]

@@ -23,6 +23,7 @@ OPT_MTU = "com.docker.network.driver.mtu"
 OPT_BRIDGE_MTU = OPT_PREFIX + "mtu"
 OPT_INTERNAL = "com.docker.network.internal"
 OPT_DNS_TTL = "dnsd.dns_ttl"
+OPT_IFNAME = "com.docker.network.endpoint.ifname"  # an endpoint DriverOpt (Docker 26+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,10 +103,13 @@ class ConnectRequest:
     ipv4: str | None = None
     ipv6: str | None = None
     mac: str | None = None
+    ifname: str | None = None  # name inside the sandbox (a CNI runtime's CNI_IFNAME); None: ethN
 
     def __post_init__(self) -> None:
         for alias in self.aliases:
             validate_dns_name(alias, "Aliases")
+        if self.ifname is not None:
+            validate_ifname(self.ifname, OPT_IFNAME)
         if self.ipv4 is not None:
             _address(self.ipv4, 4, "IPv4Address")
         if self.ipv6 is not None:

@@ -16,7 +16,7 @@ from aiohttp import web
 from netcore.engine import DEFAULT_NETWORK, Engine
 from netcore.errors import InvalidArgument, NetworkInUse, NotFound
 from netcore.model import Network, Snapshot
-from netcore.requests import ConnectRequest, NetworkRequest
+from netcore.requests import OPT_IFNAME, ConnectRequest, NetworkRequest
 
 from .middleware import Fields, PredefinedNetwork, json_object, query_filters, reply
 from .shapes import (
@@ -220,6 +220,7 @@ def connect_request(endpoint: Fields) -> ConnectRequest:
         ipv4=ipam.optional_string("IPv4Address"),
         ipv6=ipam.optional_string("IPv6Address"),
         mac=endpoint.optional_string("MacAddress"),
+        ifname=endpoint.string_map("DriverOpts").get(OPT_IFNAME) or None,
     )
 
 

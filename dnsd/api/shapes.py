@@ -145,6 +145,7 @@ def _endpoint_shape(network: Network, ep: Endpoint) -> dict[str, Any]:
         "NetworkID": network.id,
         "EndpointID": ep.id,
         "InterfaceName": ep.ifname,
+        "HostInterfaceName": ep.host_ifname,
         "MacAddress": ep.mac,
         "IPAddress": str(ep.ipv4),
         "IPPrefixLen": network.ipv4.subnet.prefixlen,
