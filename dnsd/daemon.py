@@ -1,4 +1,4 @@
-"""The composition root: store, engine, DNS service and API server, and their lifecycle.
+"""The composition root: store, engine, DNS follower and API server, and their lifecycle.
 
 SIGTERM/SIGINT stop cleanly (listeners closed, state already saved, sandboxes keep their
 network); SIGHUP re-reads the host's resolv.conf (which is also watched every second).
@@ -22,9 +22,10 @@ from netcore.store import SharedStore, open_store
 from . import __version__
 from .api.app import claim_socket_path, create_app, start_tcp, start_unix
 from .config import DaemonConfig
+from .follower import Follower
 from .forward.forwarder import Forwarder
 from .forward.health import UpstreamHealth
-from .service import DnsService, host_file_stamp
+from .sandbox_files.host import host_file_stamp
 
 log = logging.getLogger("dnsd")
 
@@ -75,9 +76,9 @@ async def serve(config: DaemonConfig, ready: asyncio.Event | None = None) -> int
         max_inflight=config.max_inflight,
         rate_limit=rate,
     )
-    service = DnsService(loop, config, forwarder)
-    registry.subscribe(service.on_snapshot)
-    engine.first_connect_hooks.append(service.prepare_listener)
+    follower = Follower(loop, config, forwarder, kernel)
+    registry.subscribe(follower.on_snapshot)
+    engine.first_connect_hooks.append(follower.prepare_listener)
     if isinstance(store, SharedStore):  # several hosts: overlays, and the others' changes
         registry.subscribe(OverlayProgrammer(kernel).on_snapshot)
         store.follow(registry.apply_remote)
@@ -85,8 +86,8 @@ async def serve(config: DaemonConfig, ready: asyncio.Event | None = None) -> int
     # answers (and /_ping says ready) only once the kernel and the listeners are back.
     claim_socket_path(config.api_socket)
     await asyncio.to_thread(engine.start)
-    await asyncio.to_thread(service.on_snapshot, registry.snapshot(), force=True)
-    await asyncio.to_thread(service.clear_stale_redirects)
+    await asyncio.to_thread(follower.on_snapshot, registry.snapshot(), force=True)
+    await asyncio.to_thread(follower.clear_stale_redirects)
     runners = [await start_unix(create_app(engine, version=__version__), config.api_socket)]
     if config.api_tcp:
         host, _, port = config.api_tcp.rpartition(":")
@@ -97,10 +98,10 @@ async def serve(config: DaemonConfig, ready: asyncio.Event | None = None) -> int
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     loop.add_signal_handler(
-        signal.SIGHUP, lambda: loop.create_task(asyncio.to_thread(service.reload_host))
+        signal.SIGHUP, lambda: loop.create_task(asyncio.to_thread(follower.reload_host))
     )
     tasks = [
-        loop.create_task(_watch_host_file(config, service)),
+        loop.create_task(_watch_host_file(config, follower)),
         loop.create_task(_reconcile_periodically(config, engine)),
     ]
     log.info(
@@ -109,7 +110,7 @@ async def serve(config: DaemonConfig, ready: asyncio.Event | None = None) -> int
         config.api_socket,
         len(registry.networks),
         len(registry.sandboxes),
-        len(service.listeners),
+        len(follower.listeners),
     )
     if ready is not None:
         ready.set()
@@ -119,7 +120,7 @@ async def serve(config: DaemonConfig, ready: asyncio.Event | None = None) -> int
         task.cancel()
     for runner in runners:
         await runner.cleanup()
-    await service.close()
+    await follower.close()
     store.close()
     kernel.close()
     with contextlib.suppress(OSError):
@@ -127,7 +128,7 @@ async def serve(config: DaemonConfig, ready: asyncio.Event | None = None) -> int
     return 0
 
 
-async def _watch_host_file(config: DaemonConfig, service: DnsService) -> None:
+async def _watch_host_file(config: DaemonConfig, follower: Follower) -> None:
     """A VPN coming up rewrites resolv.conf: running sandboxes follow without a restart."""
     stamp = host_file_stamp(config.host_resolv_conf)
     while True:
@@ -136,7 +137,7 @@ async def _watch_host_file(config: DaemonConfig, service: DnsService) -> None:
         if now != stamp:
             stamp = now
             try:
-                await asyncio.to_thread(service.reload_host)
+                await asyncio.to_thread(follower.reload_host)
             except Exception:
                 log.exception("reload host resolv.conf")
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import socket
 import stat
-from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
@@ -18,14 +17,12 @@ from netcore.errors import Conflict
 
 from . import handlers_networks as networks
 from . import handlers_sandboxes as sandboxes
-from .middleware import auth_middleware, error_middleware, reply, version_middleware
+from .middleware import Handler, auth_middleware, error_middleware, reply, version_middleware
 from .openapi import build_document
 from .shapes import API_VERSION, MIN_API_VERSION, version_shape
 
 VERSION_PREFIX = r"/{version:v[0-9]{1,3}\.[0-9]{1,3}}"
 DAEMON_VERSION_KEY = web.AppKey("daemon_version", str)
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 # (method, path, handler): the one list both the router and the OpenAPI check read.
 ROUTES: tuple[tuple[str, str, Handler], ...] = (

@@ -18,7 +18,8 @@ from netcore.errors import InvalidArgument, NetworkInUse, NotFound
 from netcore.model import Network, Snapshot
 from netcore.requests import OPT_IFNAME, ConnectRequest, NetworkRequest
 
-from .middleware import Fields, PredefinedNetwork, json_object, query_filters, reply
+from .bodies import Fields, json_object, query_filters
+from .middleware import PredefinedNetwork, reply
 from .shapes import (
     AnyNetwork,
     BuiltinNetwork,

@@ -11,8 +11,9 @@ from netcore.errors import InvalidArgument
 from netcore.names import is_full_id, validate_object_name
 from netcore.requests import ConnectRequest, SandboxRequest, parse_port_bindings
 
+from .bodies import Fields, json_object, query_filters
 from .handlers_networks import connect_request, engine_of, regex_match
-from .middleware import Fields, json_object, query_filters, reply
+from .middleware import reply
 from .shapes import find_sandbox, sandbox_shape
 
 LIST_FILTERS = ("id", "name")

@@ -15,7 +15,7 @@ from typing import Any
 
 from netcore.kernel.netns import exists as netns_exists
 
-from ..client import ApiClient, ApiError, DaemonUnreachable
+from ..cli.api_client import ApiClient, ApiError, DaemonUnreachable
 from .probe import AttachmentProblem, KernelProbe, Probe
 from .request import (
     CHECK_FAILED,

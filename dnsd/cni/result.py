@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..resolvconf import parse as parse_resolv_conf
+from ..sandbox_files.resolvconf import parse as parse_resolv_conf
 
 EMBEDDED_DNS = "127.0.0.11"
 

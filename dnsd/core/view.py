@@ -24,7 +24,7 @@ RecordSet = tuple[bytes, ...]
 # Lower-cased wire name -> {qtype: records}. The inner dicts are never mutated after build.
 NameTable = Mapping[bytes, dict[int, RecordSet]]
 
-_VALID_NDOTS = re.compile(r"ndots:[0-9]+")  # same rule as dnsd.resolvconf
+_VALID_NDOTS = re.compile(r"ndots:[0-9]+")  # same rule as dnsd.sandbox_files.resolvconf
 _MAX_TTL = 2**31 - 1  # RFC 2181 8: TTLs are 31-bit
 _NO_ZONE_MODES = ("none", "host", "remote")  # remote: asks its own host
 
@@ -55,7 +55,7 @@ def build_view(snapshot: Snapshot, *, host_explicit_ndots: bool = False) -> Zone
     `dnsd.core.incremental.ViewBuilder`, which gives the same view).
 
     `host_explicit_ndots`: the host's resolv.conf sets ndots, which sandboxes without their own
-    `dns_options` inherit (see dnsd.resolvconf.explicit_ndots).
+    `dns_options` inherit (see dnsd.sandbox_files.resolvconf.explicit_ndots).
     """
     index = index_snapshot(snapshot)
     per_network = {

@@ -3,7 +3,7 @@
 Only what the embedded server needs: the 12-byte header, exactly one uncompressed question,
 an optional OPT record, builders for replies and A/AAAA/PTR/SRV resource records, and the check
 the forwarder makes that an upstream's reply answers the query. dnslib is far too slow for
-~150k queries/s and is used only by the oracle (`slow.py`) and the tests.
+~150k queries/s and is used only by the tests and their oracle (`tests/oracle/slow.py`).
 """
 
 from __future__ import annotations

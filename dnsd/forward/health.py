@@ -25,7 +25,7 @@ HealthKey = tuple[str, int, Where]
 
 
 class UpstreamLike(Protocol):
-    """Structural view of `dnsd.resolvconf.Upstream` (address, port, host_loopback)."""
+    """Structural view of `sandbox_files.resolvconf.Upstream` (address, port, host_loopback)."""
 
     @property
     def address(self) -> str: ...

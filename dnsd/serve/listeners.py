@@ -1,8 +1,9 @@
 """One DNS listener per sandbox namespace: sockets on 127.0.0.11 inside it, served here.
 
-The sockets are opened on a helper thread that entered the namespace; the redirect of
-127.0.0.11:53 to their random ports is an nft table inside the namespace, so port 53 stays
-free for the sandbox's own processes (Docker does the same with iptables).
+The sockets are opened on a helper thread that entered the namespace (the kernel's
+`netns_worker`); the redirect of 127.0.0.11:53 to their random ports is an nft table inside
+the namespace, so port 53 stays free for the sandbox's own processes (Docker does the same with
+iptables).
 """
 
 from __future__ import annotations
@@ -14,9 +15,7 @@ import socket
 import struct
 from dataclasses import dataclass
 
-from netcore.kernel import netns
-from netcore.nft.apply import NftCli
-from netcore.nft.redirect import render_dns_redirect, render_dns_redirect_teardown
+from netcore.kernel.base import Kernel, NetnsWorker
 
 from .handler import QueryHandler
 from .tcp import TcpServer
@@ -38,7 +37,7 @@ class SandboxSockets:
     tcp: socket.socket
     # A thread living in the namespace: opens forwarding sockets, runs nft there without
     # an nsenter exec (a child forked by this thread starts in the namespace).
-    worker: netns.NamespaceWorker
+    worker: NetnsWorker
 
     @property
     def ports(self) -> tuple[int, int]:
@@ -51,7 +50,7 @@ def preferred_port(sandbox_id: str) -> int:
     return 20000 + int(sandbox_id[:8], 16) % 12000  # below the ephemeral range (32768-)
 
 
-def open_sockets(netns_path: str, port: int = 0) -> SandboxSockets:
+def open_sockets(kernel: Kernel, netns_path: str, port: int = 0) -> SandboxSockets:
     """Bind UDP and TCP on 127.0.0.11 inside the namespace (on `port` if it is free, else on
     a random one), and redirect 127.0.0.11:53 to them."""
 
@@ -74,7 +73,7 @@ def open_sockets(netns_path: str, port: int = 0) -> SandboxSockets:
             raise
         return udp, tcp
 
-    worker = netns.NamespaceWorker(netns_path)
+    worker = kernel.netns_worker(netns_path)
     try:
         udp, tcp = worker.call(bind)
     except BaseException:
@@ -82,7 +81,7 @@ def open_sockets(netns_path: str, port: int = 0) -> SandboxSockets:
         raise
     sockets = SandboxSockets(netns_path, udp, tcp, worker)
     try:
-        worker.call(lambda: NftCli().apply(render_dns_redirect(*sockets.ports)))
+        kernel.apply_dns_redirect(worker, *sockets.ports)
     except BaseException:
         udp.close()
         tcp.close()
@@ -109,7 +108,7 @@ class SocketPool:
     Stream sockets are opened one by one.
     """
 
-    def __init__(self, worker: netns.NamespaceWorker, batch: int = 16) -> None:
+    def __init__(self, worker: NetnsWorker, batch: int = 16) -> None:
         self.worker = worker
         self.batch = batch
         self._free: dict[int, list[socket.socket]] = {}
@@ -152,12 +151,13 @@ class SandboxListener:
         self.tcp.close()
         self.pool.close()
 
-    def teardown(self, *, remove_redirect: bool) -> None:
+    def teardown(self, kernel: Kernel, *, remove_redirect: bool) -> None:
         """After `close`, on any thread: drop the redirect (the namespace stays) and the
         namespace's worker thread."""
-        if remove_redirect and netns.exists(self.sockets.netns_path):
+        path = self.sockets.netns_path
+        if remove_redirect and kernel.netns_exists(path):
             try:
-                self.worker.call(lambda: NftCli().apply(render_dns_redirect_teardown()))
+                kernel.remove_dns_redirect(path, self.worker)
             except Exception as exc:  # best effort: the namespace may be going away
                 log.debug("remove dns redirect in %s: %s", self.sockets.netns_path, exc)
         self.worker.close()

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable
+import socket
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from ..model import Endpoint, Network
 
 if TYPE_CHECKING:
     from ..overlay import Peer
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +32,22 @@ class HostLinks:
 
     names: frozenset[str]
     prefixes: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
+
+
+class NetnsWorker(Protocol):
+    """A thread inside one namespace that runs small jobs for callers on other threads."""
+
+    path: str
+
+    def call(self, fn: Callable[[], T]) -> T:
+        """Run `fn` inside the namespace and return (or raise) what it did."""
+        ...
+
+    def socket(self, family: int, type_: int, proto: int = 0) -> socket.socket:
+        """A socket living in the namespace (usable from any thread)."""
+        ...
+
+    def close(self) -> None: ...
 
 
 class Kernel(Protocol):
@@ -65,6 +84,20 @@ class Kernel(Protocol):
     def apply_nft(self, script: str, netns_path: str | None = None) -> None: ...
 
     def enable_forwarding(self) -> None: ...
+
+    # --- what the embedded DNS server needs inside a sandbox ---
+
+    def netns_worker(self, netns_path: str) -> NetnsWorker:
+        """A worker thread inside the namespace (VanishedNamespace if it is gone)."""
+        ...
+
+    def apply_dns_redirect(self, worker: NetnsWorker, udp_port: int, tcp_port: int) -> None:
+        """Redirect 127.0.0.11:53 of the worker's namespace to these ports (idempotent)."""
+        ...
+
+    def remove_dns_redirect(self, netns_path: str, worker: NetnsWorker | None = None) -> None:
+        """Drop that redirect; through `worker` when one is at hand (no nsenter exec)."""
+        ...
 
     # --- overlay networks (a cluster store only) ---
 

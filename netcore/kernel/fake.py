@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import ipaddress
+import socket
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from ..errors import NetlinkError, VanishedNamespace
 from ..model import Network
-from .base import AttachSpec, HostLinks
+from ..nft.redirect import render_dns_redirect, render_dns_redirect_teardown
+from .base import AttachSpec, HostLinks, NetnsWorker
 from .netns import named_path
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -20,6 +26,7 @@ class FakeKernel:
     prefixes: list[ipaddress.IPv4Network] = field(default_factory=list)
     forwarding: bool = False
     fail_attach: Exception | None = None  # make the next attach fail
+    fail_dns_redirect: dict[str, Exception] = field(default_factory=dict)  # netns -> error
     calls: list[str] = field(default_factory=list)
     vxlan_peers: dict[str, frozenset] = field(default_factory=dict)  # device -> peers
     mtu: int = 1500
@@ -90,6 +97,22 @@ class FakeKernel:
     def enable_forwarding(self) -> None:
         self.forwarding = True
 
+    def netns_worker(self, netns_path: str) -> FakeWorker:
+        self.calls.append(f"netns_worker {netns_path}")
+        if not self.netns_exists(netns_path):
+            raise VanishedNamespace(f"namespace {netns_path} is gone")
+        return FakeWorker(netns_path)
+
+    def apply_dns_redirect(self, worker: NetnsWorker, udp_port: int, tcp_port: int) -> None:
+        self.calls.append(f"apply_dns_redirect {worker.path}")
+        if worker.path in self.fail_dns_redirect:
+            raise self.fail_dns_redirect[worker.path]
+        self.nft[worker.path] = render_dns_redirect(udp_port, tcp_port)
+
+    def remove_dns_redirect(self, netns_path: str, worker: NetnsWorker | None = None) -> None:
+        self.calls.append(f"remove_dns_redirect {netns_path}")
+        self.nft[netns_path] = render_dns_redirect_teardown()
+
     def ensure_vxlan(self, network: Network, local: str, peers) -> None:
         from ..overlay import vxlan_device
 
@@ -106,3 +129,23 @@ class FakeKernel:
 
     def underlay_mtu(self, address: str) -> int:
         return self.mtu
+
+
+@dataclass
+class FakeWorker:
+    """Runs every job on the caller's thread, in the test's own namespace: sockets it opens
+    are plain loopback sockets of the test process."""
+
+    path: str
+    closed: bool = False
+
+    def call(self, fn: Callable[[], T]) -> T:
+        if self.closed:
+            raise VanishedNamespace(f"worker of {self.path} is closed")
+        return fn()
+
+    def socket(self, family: int, type_: int, proto: int = 0) -> socket.socket:
+        return self.call(lambda: socket.socket(family, type_, proto))
+
+    def close(self) -> None:
+        self.closed = True

@@ -21,8 +21,10 @@ from pyroute2 import IPRoute
 
 from ..errors import NetlinkError, VanishedNamespace
 from ..model import Network
+from ..nft.apply import NftCli
+from ..nft.redirect import render_dns_redirect, render_dns_redirect_teardown
 from . import netns, vxlan
-from .base import AttachSpec, HostLinks
+from .base import AttachSpec, HostLinks, NetnsWorker
 from .rtnl import Rtnl
 
 log = logging.getLogger(__name__)
@@ -185,9 +187,24 @@ class LinuxKernel:
         return HostLinks(names=names, prefixes=tuple(prefixes))
 
     def apply_nft(self, script: str, netns_path: str | None = None) -> None:
-        from ..nft.apply import NftCli
-
         NftCli().apply(script, netns=netns_path)
+
+    # --- the embedded DNS server's part of a sandbox ---
+
+    def netns_worker(self, netns_path: str) -> netns.NamespaceWorker:
+        return netns.NamespaceWorker(netns_path)
+
+    def apply_dns_redirect(self, worker: NetnsWorker, udp_port: int, tcp_port: int) -> None:
+        # nft forked by a thread inside the namespace starts there: no nsenter exec.
+        script = render_dns_redirect(udp_port, tcp_port)
+        worker.call(lambda: NftCli().apply(script))
+
+    def remove_dns_redirect(self, netns_path: str, worker: NetnsWorker | None = None) -> None:
+        script = render_dns_redirect_teardown()
+        if worker is None:
+            NftCli().apply(script, netns=netns_path)
+        else:
+            worker.call(lambda: NftCli().apply(script))
 
     # --- overlays ---
 

@@ -23,7 +23,7 @@ from typing import Literal, TypeVar
 
 from dnslib import AAAA, EDNS0, MX, QTYPE, RCODE, RR, TXT, A, DNSQuestion, DNSRecord
 
-from dnsd.resolvconf import Upstream
+from dnsd.sandbox_files.resolvconf import Upstream
 
 Zone = Mapping[str, Mapping[str, Sequence[object]]]  # name -> qtype name -> values
 

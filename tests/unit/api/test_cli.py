@@ -15,7 +15,8 @@ import pytest
 
 from dnsd import cli
 from dnsd.api import create_app
-from dnsd.client import ApiClient, port_bindings
+from dnsd.cli import commands
+from dnsd.cli.api_client import ApiClient, port_bindings
 from dnsd.config import DaemonConfig
 from netcore.engine import Engine
 from netcore.requests import NetworkRequest
@@ -168,7 +169,7 @@ def test_exec_script_mounts_then_runs(tmp_path):
                "ResolvConfPath": str(tmp_path / "r"), "HostsPath": str(tmp_path / "h")}  # fmt: skip
     (tmp_path / "r").write_text("")
     (tmp_path / "h").write_text("")
-    argv = cli.exec_argv(sandbox, ["echo", "ran", "with spaces"])
+    argv = commands.exec_argv(sandbox, ["echo", "ran", "with spaces"])
     script_args = argv[argv.index("sh") :]
     log = tmp_path / "mounts"
     fake = tmp_path / "bin"
@@ -182,7 +183,7 @@ def test_exec_script_mounts_then_runs(tmp_path):
         f"--bind {tmp_path / 'r'} /etc/resolv.conf",
         f"--bind {tmp_path / 'h'} /etc/hosts",
     ]
-    assert cli.exec_argv({**sandbox, "NetworkMode": "host"}, ["id"]) == ["id"]
+    assert commands.exec_argv({**sandbox, "NetworkMode": "host"}, ["id"]) == ["id"]
 
 
 def test_tcp_client_sends_the_token(engine, serve_app):
@@ -241,7 +242,7 @@ def test_port_bindings():
 
 
 def test_table_aligns_columns():
-    assert cli.table(("A", "LONG HEADER"), [("wide cell", "x")]).splitlines() == [
+    assert commands.table(("A", "LONG HEADER"), [("wide cell", "x")]).splitlines() == [
         "A           LONG HEADER",
         "wide cell   x",
     ]

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from dnsd.client import ApiClient
+from dnsd.cli.api_client import ApiClient
 from netcore.engine import Engine
 from tests.support.requires import require_binary
 

@@ -17,8 +17,8 @@ import pytest
 from dnslib import CLASS, EDNS0, QTYPE, DNSHeader, DNSQuestion, DNSRecord
 
 from dnsd.core import Drop, Forward, Reply, answer, build_view
-from dnsd.core.slow import answer_slow
 from netcore.model import Network, PortBinding, Sandbox, Snapshot
+from tests.oracle.slow import answer_slow
 from tests.support import snapshots as build
 
 WEB1_ID = "4d7332293b60769602243986695b2d4ece2ea2ab46d044ff79caf0f9bbf2ac1b"

@@ -19,8 +19,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dnsd.core import answer, build_view
-from dnsd.core.slow import answer_slow
 from netcore.model import PortBinding, Snapshot
+from tests.oracle.slow import answer_slow
 from tests.support import snapshots as build
 
 NAME_POOL = ["web", "Web", "db", "api", "x-1", "svc_a", "a.b", "web.", "bad..name", "n1", "big"]

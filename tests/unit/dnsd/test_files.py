@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-import dnsd.files
-from dnsd.files import SandboxFileError, user_modified, write_atomic, write_managed
+import dnsd.sandbox_files.managed
+from dnsd.sandbox_files.managed import SandboxFileError, user_modified, write_atomic, write_managed
 from netcore.errors import ErrorKind
 
 
@@ -132,7 +132,7 @@ def test_crash_before_the_final_hash_write_leaves_a_managed_file(
 ) -> None:
     target = tmp_path / "hosts"
     write_managed(target, "old\n")
-    real_write = dnsd.files.write_atomic
+    real_write = dnsd.sandbox_files.managed.write_atomic
     calls = []
 
     def crash_on_final_hash(path, text, mode=0o644):
@@ -141,7 +141,7 @@ def test_crash_before_the_final_hash_write_leaves_a_managed_file(
             raise SandboxFileError("simulated crash")
         real_write(path, text, mode)
 
-    monkeypatch.setattr(dnsd.files, "write_atomic", crash_on_final_hash)
+    monkeypatch.setattr(dnsd.sandbox_files.managed, "write_atomic", crash_on_final_hash)
     with pytest.raises(SandboxFileError, match="simulated"):
         write_managed(target, "new\n")
     assert calls == [hash_path(target), target, hash_path(target)]

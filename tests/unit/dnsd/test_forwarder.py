@@ -26,7 +26,7 @@ from dnsd.forward import (
     UpstreamUnreachable,
     exchange,
 )
-from dnsd.resolvconf import Upstream
+from dnsd.sandbox_files.resolvconf import Upstream
 from netcore.errors import InvalidArgument, VanishedNamespace
 from netcore.model import Snapshot
 from tests.fakes.upstream import BIG_TXT, FakeUpstream, slow, spoof

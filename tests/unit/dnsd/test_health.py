@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from dnsd.forward.health import DEFAULT_PENALTY_S, UpstreamHealth, UpstreamLike, health_key
-from dnsd.resolvconf import Upstream
+from dnsd.sandbox_files.resolvconf import Upstream
 from netcore.errors import InvalidArgument
 
 A, B, C = Upstream("192.0.2.1"), Upstream("192.0.2.2"), Upstream("192.0.2.3")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dnsd.hosts import FIXED_BLOCK, own_names, render_hosts
+from dnsd.sandbox_files.hosts import FIXED_BLOCK, own_names, render_hosts
 from netcore.errors import InvalidArgument
 from netcore.model import Sandbox
 

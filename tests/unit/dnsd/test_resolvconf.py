@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from dnsd.resolvconf import (
+from dnsd.sandbox_files.resolvconf import (
     ResolvConf,
     Upstream,
     explicit_ndots,

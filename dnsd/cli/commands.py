@@ -11,11 +11,26 @@ from typing import Any
 
 from netcore.requests import OPT_DNS_TTL
 
-from .client import ApiClient, ApiError
+from .api_client import ApiClient, ApiError
 
 
 class UsageError(Exception):
     """A command line that cannot work; printed with exit status 2."""
+
+
+def host_port(value: str, flag: str) -> tuple[str, int]:
+    """`HOST:PORT` (IPv6 hosts in brackets) from a flag's value."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise UsageError(f"{flag} {value!r}: use HOST:PORT, e.g. 127.0.0.1:2375")
+    return host.strip("[]"), int(port)
+
+
+def api_client(args: argparse.Namespace) -> ApiClient:
+    """The client that `--api-socket` (or `--api-tcp` with `--api-token`) asks for."""
+    if args.api_tcp:
+        return ApiClient(tcp=host_port(args.api_tcp, "--api-tcp"), token=args.api_token)
+    return ApiClient(socket_path=args.api_socket, token=args.api_token)
 
 
 # --- output ---

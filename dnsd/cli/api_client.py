@@ -15,7 +15,7 @@ from typing import Any
 
 from netcore.requests import OPT_IFNAME
 
-from .config import DEFAULT_API_SOCKET
+from ..config import DEFAULT_API_SOCKET
 
 
 class ApiError(Exception):

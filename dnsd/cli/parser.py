@@ -1,22 +1,22 @@
-"""`dnsd`: run the daemon (`serve`), or drive it (`network ...`, `sandbox ...`) over its socket.
-
-Client commands print tables for people and `--format json` for scripts; errors go to stderr with
-the daemon's message and a non-zero exit status.
-"""
+"""The `dnsd` command line: `serve`, `network ...` and `sandbox ...`, each subcommand bound to the
+function that runs it (`args.run`)."""
 
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import os
-import sys
-from collections.abc import Sequence
 from typing import Any
 
-from netcore.store.etcd import DEFAULT_HOST_TTL_S, ClusterOptions
+from netcore.store.etcd import DEFAULT_HOST_TTL_S
 
-from .cli_commands import (  # noqa: F401 - table and exec_argv are part of this module's API
-    UsageError,
+from ..cni.install import add_parser as add_cni_parser
+from ..config import (
+    DEFAULT_API_SOCKET,
+    DEFAULT_STATE_DIR,
+    FORWARD_DEADLINE_S,
+    MAX_INFLIGHT_FORWARDS,
+)
+from .commands import (
     cmd_network_connect,
     cmd_network_create,
     cmd_network_ls,
@@ -24,119 +24,11 @@ from .cli_commands import (  # noqa: F401 - table and exec_argv are part of this
     cmd_sandbox_create,
     cmd_sandbox_exec,
     cmd_sandbox_ls,
-    exec_argv,
     remove_each,
     show_each,
-    table,
 )
-from .client import ApiClient, ApiError
-from .cni.install import add_parser as add_cni_parser
-from .config import (
-    DEFAULT_API_SOCKET,
-    DEFAULT_STATE_DIR,
-    FORWARD_DEADLINE_S,
-    MAX_INFLIGHT_FORWARDS,
-    DaemonConfig,
-)
-from .resolvconf import parse_upstream
 
-EXIT_USAGE = 2
 LOG_LEVELS = ("debug", "info", "warning", "error")
-
-
-# --- serve ---
-
-
-def _host_port(value: str, flag: str) -> tuple[str, int]:
-    host, sep, port = value.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise UsageError(f"{flag} {value!r}: use HOST:PORT, e.g. 127.0.0.1:2375")
-    return host.strip("[]"), int(port)
-
-
-def _upstream(value: str) -> str:
-    try:
-        parse_upstream(value)
-    except ValueError as exc:
-        raise UsageError(f"--upstream {value!r}: {exc}") from None
-    return value
-
-
-def serve_config(args: argparse.Namespace) -> DaemonConfig:
-    """The daemon's configuration from `dnsd serve` flags."""
-    if args.api_tcp is not None:
-        _host_port(args.api_tcp, "--api-tcp")
-        if not args.api_token:
-            raise UsageError(
-                "--api-tcp needs --api-token: a TCP listener without a token would let anyone "
-                "who reaches the port change the host's networking"
-            )
-    return DaemonConfig(
-        state_dir=args.state_dir,
-        api_socket=args.api_socket,
-        api_tcp=args.api_tcp,
-        api_token=args.api_token,
-        upstreams=tuple(_upstream(u) for u in args.upstream),
-        host_resolv_conf=args.host_resolv_conf,
-        log_level=args.log_level,
-        default_network=not args.no_default_network,
-        etc_netns_dir=args.etc_netns_dir,
-        forward_deadline_s=_positive(args.forward_deadline, "--forward-deadline"),
-        max_inflight=int(_positive(args.max_inflight, "--max-inflight")),
-        forward_rate=None
-        if args.forward_rate is None
-        else _positive(args.forward_rate, "--forward-rate"),
-        reconcile_interval_s=_positive(args.reconcile_interval, "--reconcile-interval"),
-        store=_store_url(args.store),
-        cluster=_cluster(args),
-    )
-
-
-def _store_url(value: str | None) -> str | None:
-    if value is not None and value.partition("://")[0] not in ("sqlite", "memory", "etcd"):
-        raise UsageError(
-            f"--store {value!r}: use sqlite://PATH, memory:// or etcd://HOST:PORT[,...][/PREFIX]"
-        )
-    return value
-
-
-def _cluster(args: argparse.Namespace) -> ClusterOptions:
-    if args.host_ttl < 2:
-        raise UsageError(f"--host-ttl must be at least 2 seconds, got {args.host_ttl}")
-    if args.advertise_addr is not None:
-        try:
-            ipaddress.IPv4Address(args.advertise_addr)
-        except ValueError:
-            raise UsageError(
-                f"--advertise-addr {args.advertise_addr!r}: give this host's IPv4 address on "
-                "the underlay"
-            ) from None
-    return ClusterOptions(
-        host_id=args.host_id or "",  # the store takes the hostname
-        advertise_addr=args.advertise_addr,
-        host_ttl_s=args.host_ttl,
-        cacert=args.etcd_cacert,
-        cert=args.etcd_cert,
-        key=args.etcd_key,
-        user=args.etcd_user,
-        password=args.etcd_password or os.environ.get("DNSD_ETCD_PASSWORD"),
-    )
-
-
-def _positive(value: float, flag: str) -> float:
-    if not value > 0:
-        raise UsageError(f"{flag} must be greater than 0, got {value}")
-    return value
-
-
-def cmd_serve(args: argparse.Namespace) -> int:
-    config = serve_config(args)
-    from .daemon import run  # imported late: the client commands need none of it
-
-    return run(config)
-
-
-# --- parser ---
 
 
 def _parents() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
@@ -279,28 +171,3 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sandbox(sub, conn, fmt)
     add_cni_parser(sub)
     return parser
-
-
-def _client(args: argparse.Namespace) -> ApiClient:
-    if args.api_tcp:
-        return ApiClient(tcp=_host_port(args.api_tcp, "--api-tcp"), token=args.api_token)
-    return ApiClient(socket_path=args.api_socket, token=args.api_token)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """The `dnsd` command; returns the exit status."""
-    args = build_parser().parse_args(argv)
-    try:
-        if args.command == "serve":
-            return cmd_serve(args)
-        if hasattr(args, "run_local"):  # needs no daemon
-            return int(args.run_local(args))
-        return int(args.run(_client(args), args) or 0)
-    except UsageError as exc:
-        print(f"dnsd: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except ApiError as exc:
-        print(f"Error: {exc.message}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130

@@ -1,7 +1,8 @@
 """The oracle: the same rules as `answer`, written plainly with dnslib, straight from a Snapshot.
 
 Slow on purpose (it scans every endpoint per query) and written without the view's tables, so
-the fast path can be checked against it byte for byte. Not for production use.
+the fast path can be checked against it byte for byte. Tests only: production code never
+imports it.
 
 Where dnslib's own choices would differ from the fast path's, this module makes dnslib agree:
 PTR targets are packed uncompressed (dnslib would point into an earlier PTR target), and error
@@ -30,11 +31,10 @@ from dnslib import (
 )
 from dnslib.label import DNSBuffer, DNSLabel
 
+from dnsd.core.answer import DROP, Decision, Forward, Reply
+from dnsd.core.view import ZoneView
+from dnsd.core.wire import Query
 from netcore.model import Endpoint, Network, Sandbox, Snapshot
-
-from .answer import DROP, Decision, Forward, Reply
-from .view import ZoneView
-from .wire import Query
 
 _LIMIT_PLAIN, _LIMIT_TCP, _OUR_EDNS = 512, 65535, 1232
 _FORMERR, _SERVFAIL, _NOTIMP = 1, 2, 4

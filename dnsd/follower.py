@@ -1,0 +1,90 @@
+"""The registry follower: swaps the zone view in, then drives the listeners and sandbox files.
+
+`on_snapshot` runs on the thread that committed the change (the engine's worker), before the
+engine call returns: the new view is swapped in and the listener is serving before a connect
+is reported done, so a name is answerable as soon as the caller hears of it.
+
+The follower is also the `QueryHandler` the listeners serve: the current view, and forwarding
+through `forward.route`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+from netcore.kernel.base import Kernel
+from netcore.model import Sandbox, Snapshot
+
+from .config import DaemonConfig
+from .core.answer import Forward
+from .core.incremental import ViewBuilder
+from .core.view import ZoneView
+from .forward.forwarder import Forwarder
+from .forward.route import ForwardRoute
+from .sandbox_files.writer import SandboxFilesWriter
+from .serve.listener_set import ListenerSet, wanted_listeners
+
+
+class Follower:
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        config: DaemonConfig,
+        forwarder: Forwarder,
+        kernel: Kernel,
+    ) -> None:
+        self.files = SandboxFilesWriter(config)
+        self.listeners = ListenerSet(loop, kernel, self, on_stopped=forwarder.forget)
+        self.route = ForwardRoute(forwarder, self.listeners, self.files.host.upstreams)
+        self._views = ViewBuilder()  # re-packs only what each change touched
+        self._view = self._views.build(Snapshot())
+        self._snapshot = Snapshot()
+        self._sandboxes: dict[str, Sandbox] = {}
+        self._lock = threading.Lock()
+
+    # --- QueryHandler ---
+
+    @property
+    def view(self) -> ZoneView:
+        return self._view
+
+    async def forward(
+        self, packet: bytes, decision: Forward, sandbox_id: str, *, tcp: bool
+    ) -> bytes:
+        return await self.route.forward(packet, decision, sandbox_id, tcp=tcp)
+
+    # --- following the registry (called on engine threads, never on the loop) ---
+
+    def on_snapshot(self, snapshot: Snapshot, *, force: bool = False) -> None:
+        with self._lock:
+            if snapshot.revision < self._snapshot.revision and not force:
+                return  # an older snapshot overtaken by a newer one
+            self._snapshot = snapshot
+            sandboxes = {s.id: s for s in snapshot.sandboxes}
+            self._sandboxes = sandboxes
+            host = self.files.host
+            self.route.update(sandboxes, host.upstreams)
+            self._view = self._views.build(snapshot, host_explicit_ndots=host.explicit_ndots)
+            self.listeners.reconcile(wanted_listeners(snapshot, sandboxes))
+            self.files.write(snapshot, sandboxes)
+
+    def reload_host(self) -> bool:
+        """Re-read the host's resolv.conf; on a change, update every sandbox. Thread: any but
+        the loop's."""
+        if not self.files.reload_host():
+            return False
+        self.on_snapshot(self._snapshot, force=True)
+        return True
+
+    def prepare_listener(self, sandbox: Sandbox) -> None:
+        """An engine hook: open a sandbox's listener while its first connect is under way."""
+        self.listeners.prepare(sandbox)
+
+    def clear_stale_redirects(self) -> None:
+        """At start-up, once the listeners run: drop redirects left without a listener."""
+        self.listeners.clear_stale_redirects(self._sandboxes.values())
+
+    async def close(self) -> None:
+        """Stop every listener (the sandboxes keep their network and redirect rules)."""
+        await self.listeners.close()

@@ -1,0 +1,177 @@
+"""The running DNS listeners, reconciled against the set the registry wants (sandbox id -> one).
+
+Opening a listener is blocking kernel work (a thread entering the namespace, nft there), done
+through the `Kernel` role on the caller's thread; serving it is started on the event loop and
+waited for, so a listener is serving when `reconcile` returns. Stopping is not waited for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Callable, Coroutine, Iterable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+
+from netcore.kernel.base import Kernel
+from netcore.model import Sandbox, Snapshot
+
+from .handler import QueryHandler
+from .listeners import SandboxListener, SandboxSockets, open_sockets, preferred_port
+
+log = logging.getLogger(__name__)
+
+LISTENER_START_TIMEOUT_S = 10.0
+PARALLEL_STARTS = 8  # nft is mostly process start-up: a few at once keep both cores busy
+
+
+def wanted_listeners(snapshot: Snapshot, sandboxes: Mapping[str, Sandbox]) -> dict[str, Sandbox]:
+    """The sandboxes that get a listener: bridge mode, attached to at least one network."""
+    with_endpoints = {e.sandbox_id for e in snapshot.endpoints}
+    return {
+        sid: sb for sid, sb in sandboxes.items() if sb.mode == "bridge" and sid in with_endpoints
+    }
+
+
+class ListenerSet:
+    """One `SandboxListener` per wanted sandbox. Thread: any but the loop's (except `close`)."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        kernel: Kernel,
+        handler: QueryHandler,
+        on_stopped: Callable[[str], None] = lambda sandbox_id: None,
+    ) -> None:
+        self.loop = loop
+        self.kernel = kernel
+        self.handler = handler
+        self.on_stopped = on_stopped  # a stopped sandbox's id, for state kept per sandbox
+        self._running: dict[str, SandboxListener] = {}
+        self._lock = threading.Lock()
+        # Listeners being opened while the engine attaches a sandbox's first network.
+        self._prepared: dict[str, Future[SandboxSockets | None]] = {}
+        self._preparer = ThreadPoolExecutor(2, thread_name_prefix="listener")
+
+    def get(self, sandbox_id: str) -> SandboxListener | None:
+        return self._running.get(sandbox_id)
+
+    def __contains__(self, sandbox_id: object) -> bool:
+        return sandbox_id in self._running
+
+    def __len__(self) -> int:
+        return len(self._running)
+
+    def reconcile(self, desired: Mapping[str, Sandbox]) -> None:
+        """Stop the listeners not in `desired`, start (or adopt prepared) the missing ones.
+
+        A listener that cannot be opened (its namespace vanished) is logged and left out;
+        the others still start."""
+        with self._lock:
+            for sid in [s for s in self._running if s not in desired]:
+                listener = self._running.pop(sid)
+                # Not waited for: the disconnect is done once the registry says so; the
+                # redirect table of a namespace without listener only points at a closed port.
+                asyncio.run_coroutine_threadsafe(self._stop(listener), self.loop)
+            to_start = [(sid, sb) for sid, sb in desired.items() if sid not in self._running]
+            prepared = {
+                sid: self._prepared.pop(sid) for sid, _ in to_start if sid in self._prepared
+            }
+            for sid, future in list(self._prepared.items()):  # their connect failed
+                del self._prepared[sid]
+                future.add_done_callback(self._discard_prepared)
+            fresh = [item for item in to_start if item[0] not in prepared]
+            if len(fresh) > 1:  # a restart: nft runs once per namespace, so in parallel
+                with ThreadPoolExecutor(PARALLEL_STARTS) as pool:
+                    opened_fresh = dict(
+                        zip([i[0] for i in fresh], pool.map(self._open_or_log, fresh), strict=True)
+                    )
+            else:
+                opened_fresh = {item[0]: self._open_or_log(item) for item in fresh}
+            opened = [
+                prepared[sid].result() if sid in prepared else opened_fresh[sid]
+                for sid, _ in to_start
+            ]
+            for (sid, sandbox), sockets in zip(to_start, opened, strict=True):
+                if sockets is None:
+                    continue
+                listener = SandboxListener(sid, sockets, self.handler)
+                self._on_loop(listener.serve())
+                self._running[sid] = listener
+                log.debug("dns listener for %s on ports %s", sandbox.name, sockets.ports)
+
+    def prepare(self, sandbox: Sandbox) -> None:
+        """The engine starts a sandbox's first connect: open its listener in parallel with the
+        kernel work, so the name answers as soon as the connect is committed."""
+        if sandbox.mode != "bridge":
+            return
+        with self._lock:
+            if sandbox.id not in self._running and sandbox.id not in self._prepared:
+                self._prepared[sandbox.id] = self._preparer.submit(
+                    self._open_or_log, (sandbox.id, sandbox)
+                )
+
+    def clear_stale_redirects(self, sandboxes: Iterable[Sandbox]) -> None:
+        """At start-up: a daemon killed right after a disconnect left the DNS redirect of a
+        sandbox that has no listener now; it points at a dead port and hides the sandbox's own
+        127.0.0.11:53. Remove it wherever no listener is (idempotent)."""
+        with self._lock:
+            stale = [
+                sb.netns_path
+                for sb in sandboxes
+                if sb.mode == "bridge"
+                and sb.id not in self._running
+                and self.kernel.netns_exists(sb.netns_path)
+            ]
+        if not stale:
+            return
+        with ThreadPoolExecutor(PARALLEL_STARTS) as pool:
+            for path, error in zip(stale, pool.map(self._remove_redirect, stale), strict=True):
+                if error:
+                    log.warning("remove stale dns redirect in %s: %s", path, error)
+
+    async def close(self) -> None:
+        """Stop every listener (the sandboxes keep their network and redirect rules)."""
+        for listener in self._running.values():
+            listener.close()
+            listener.teardown(self.kernel, remove_redirect=False)
+        self._running.clear()
+
+    async def _stop(self, listener: SandboxListener) -> None:
+        listener.close()
+        self.on_stopped(listener.sandbox_id)
+        await asyncio.to_thread(self._teardown, listener)
+
+    def _teardown(self, listener: SandboxListener) -> None:
+        # Under the lock that starting a listener holds: a sandbox reconnected meanwhile has a
+        # new listener whose redirect (the same nft table) must stay.
+        with self._lock:
+            remove = listener.sandbox_id not in self._running
+            listener.teardown(self.kernel, remove_redirect=remove)
+
+    def _on_loop(self, coro: Coroutine[object, object, None]) -> None:
+        asyncio.run_coroutine_threadsafe(coro, self.loop).result(LISTENER_START_TIMEOUT_S)
+
+    def _open_or_log(self, item: tuple[str, Sandbox]) -> SandboxSockets | None:
+        sid, sandbox = item
+        try:
+            return open_sockets(self.kernel, sandbox.netns_path, preferred_port(sid))
+        except Exception as exc:  # vanished namespace: reconcile will clean it up
+            log.warning("dns listener for %s not started: %s", sandbox.name, exc)
+            return None
+
+    def _discard_prepared(self, future: Future[SandboxSockets | None]) -> None:
+        sockets = future.result()
+        if sockets is None:
+            return
+        sockets.udp.close()
+        sockets.tcp.close()
+        self._remove_redirect(sockets.netns_path)
+        sockets.worker.close()
+
+    def _remove_redirect(self, netns_path: str) -> str | None:
+        try:
+            self.kernel.remove_dns_redirect(netns_path)
+        except Exception as exc:
+            return str(exc)
+        return None
