@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from netcore.store.etcd import ClusterOptions
 
 DEFAULT_STATE_DIR = "/var/lib/dnsd"
 DEFAULT_API_SOCKET = "/run/dnsd/dnsd.sock"
@@ -33,7 +35,15 @@ class DaemonConfig:
     cache_max_ttl: int = CACHE_MAX_TTL
     cache_max_negative_ttl: int = CACHE_MAX_NEGATIVE_TTL
     cache_stale_s: float = 0.0  # serve-stale window (RFC 8767); 0: off
+    store: str | None = None  # None: SQLite in the state directory
+    cluster: ClusterOptions = field(default_factory=ClusterOptions)
 
     @property
     def store_url(self) -> str:
+        if self.store is not None:
+            return self.store
         return "sqlite://" + os.path.join(os.path.abspath(self.state_dir), "state.db")
+
+    @property
+    def clustered(self) -> bool:
+        return self.store_url.startswith("etcd://")
