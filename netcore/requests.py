@@ -23,6 +23,7 @@ OPT_MTU = "com.docker.network.driver.mtu"
 OPT_BRIDGE_MTU = OPT_PREFIX + "mtu"
 OPT_INTERNAL = "com.docker.network.internal"
 OPT_DNS_TTL = "dnsd.dns_ttl"
+OPT_DNS_CACHE = "dnsd.dns_cache"  # false: this network's sandboxes bypass the forward cache
 OPT_HOST_NAMES = "dnsd.host_names"  # false: no host.docker.internal on the network
 OPT_IFNAME = "com.docker.network.endpoint.ifname"  # an endpoint DriverOpt (Docker 26+)
 
@@ -62,20 +63,22 @@ class NetworkRequest:
             if not isinstance(key, str) or not isinstance(value, str):
                 raise InvalidArgument("option keys and values must be strings", field="Options")
         if OPT_ICC in options:
-            kw["icc"] = bool_option(options[OPT_ICC], OPT_ICC)
+            kw["icc"] = _bool_option(options[OPT_ICC], OPT_ICC)
         if OPT_MASQ in options:
-            kw["masquerade"] = bool_option(options[OPT_MASQ], OPT_MASQ)
+            kw["masquerade"] = _bool_option(options[OPT_MASQ], OPT_MASQ)
         if OPT_INTERNAL in options:
-            kw["internal"] = bool_option(options[OPT_INTERNAL], OPT_INTERNAL)
+            kw["internal"] = _bool_option(options[OPT_INTERNAL], OPT_INTERNAL)
         for key in (OPT_MTU, OPT_BRIDGE_MTU):
             if key in options:
                 kw["mtu"] = _int_option(options[key], key, 68, 65535)
         if OPT_NAME in options:
             kw["bridge"] = options[OPT_NAME]
+        if OPT_DNS_CACHE in options:
+            _bool_option(options[OPT_DNS_CACHE], OPT_DNS_CACHE)  # kept in `options`, checked here
         if OPT_DNS_TTL in options:
             kw["dns_ttl"] = _int_option(options[OPT_DNS_TTL], OPT_DNS_TTL, 0, 2**31 - 1)
         if OPT_HOST_NAMES in options:
-            bool_option(options[OPT_HOST_NAMES], OPT_HOST_NAMES)  # kept as an option
+            _bool_option(options[OPT_HOST_NAMES], OPT_HOST_NAMES)  # kept in `options`, checked here
         req = cls(
             name=name,
             options=tuple(sorted(options.items())),
@@ -206,7 +209,20 @@ def _address(value: object, version: int | None, field: str) -> str:
     return str(addr)
 
 
-def bool_option(value: str, key: str) -> bool:
+def dns_cache_enabled(options: tuple[tuple[str, str], ...]) -> bool:
+    """A network's `dnsd.dns_cache` option (default true)."""
+    value = dict(options).get(OPT_DNS_CACHE)
+    return True if value is None else _bool_option(value, OPT_DNS_CACHE)
+
+
+def host_names_enabled(options: tuple[tuple[str, str], ...]) -> bool:
+    """A network's `dnsd.host_names` option (default true): host.docker.internal and
+    host.containers.internal answer its gateway."""
+    value = dict(options).get(OPT_HOST_NAMES)
+    return True if value is None else _bool_option(value, OPT_HOST_NAMES)
+
+
+def _bool_option(value: str, key: str) -> bool:
     low = str(value).lower()
     if low in ("true", "1", "yes", "on"):
         return True

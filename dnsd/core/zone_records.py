@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from netcore.errors import InvalidArgument
 from netcore.model import Network, Record
-from netcore.requests import OPT_HOST_NAMES
+from netcore.requests import host_names_enabled
 
 from . import wire
 from .rdata import TYPE_CNAME, parse_rdata
@@ -27,7 +27,6 @@ log = logging.getLogger(__name__)
 HOST_NAMES = ("host.docker.internal", "host.containers.internal")
 MAX_CHAIN = 8  # CNAMEs followed in one answer; a loop or a longer chain stops there
 _MAX_TTL = 2**31 - 1
-_OFF = ("false", "0", "no", "off")
 
 # Lower-cased wire name -> {type: (rdatas, TTL)}: one network's records, or a merge of several.
 Statics = dict[bytes, dict[int, tuple[frozenset[bytes], int]]]
@@ -64,9 +63,12 @@ class CnameNode(dict):
     __hash__ = None  # type: ignore[assignment]
 
 
-def host_names_enabled(network: Network) -> bool:
-    """False when the network's option `dnsd.host_names` turns host.docker.internal off."""
-    return dict(network.options).get(OPT_HOST_NAMES, "true").lower() not in _OFF
+def _host_names(network: Network) -> bool:
+    """The network's option `dnsd.host_names` (checked at create; a bad stored one is on)."""
+    try:
+        return host_names_enabled(network.options)
+    except InvalidArgument:
+        return True
 
 
 def record_names(record_name: str, network_name: str) -> tuple[str, str]:
@@ -95,7 +97,7 @@ def network_statics(network: Network, records: Iterable[Record]) -> Statics:
                 _add(out, key, rdata.rtype, rdata.wire, ttl)
         if rdata.rtype in (wire.TYPE_A, wire.TYPE_AAAA):
             _add_reverse(out, network, record, ttl)
-    if host_names_enabled(network):
+    if _host_names(network):
         gateways = [(wire.TYPE_A, network.ipv4.gateway.packed)]
         if network.ipv6 is not None:
             gateways.append((wire.TYPE_AAAA, network.ipv6.gateway.packed))
