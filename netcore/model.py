@@ -118,6 +118,9 @@ class Endpoint:
     ipv6: IPv6Address | None = None
     aliases: tuple[str, ...] = ()
     is_gateway: bool = False  # this endpoint's network gives the sandbox its default route
+    # Docker's legacy links: (target sandbox id, alias); the alias names the target's address
+    # on this network for this sandbox only.
+    links: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,4 +217,5 @@ def endpoint_from_dict(d: dict[str, Any]) -> Endpoint:
     kw["ipv4"] = IPv4Address(kw["ipv4"])
     kw["ipv6"] = _opt(IPv6Address, kw.get("ipv6"))
     kw["aliases"] = tuple(kw.get("aliases", ()))
+    kw["links"] = _pairs(kw.get("links", ()))
     return Endpoint(**kw)

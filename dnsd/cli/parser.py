@@ -106,6 +106,7 @@ def _add_network(sub: Any, conn: argparse.ArgumentParser, fmt: argparse.Argument
     _command(
         net, "connect", cmd_network_connect, [conn], "connect a sandbox to a network",
         ("network",), ("sandbox",), ("--alias", MANY), ("--ip",), ("--ip6",), ("--mac",),
+        ("--link", {**MANY, "metavar": "TARGET[:ALIAS]", "help": "Docker's legacy link (repeat)"}),
     )  # fmt: skip
     _command(
         net, "disconnect", lambda c, a: c.disconnect(a.network, a.sandbox, force=a.force),
@@ -129,6 +130,8 @@ def _add_sandbox(sub: Any, conn: argparse.ArgumentParser, fmt: argparse.Argument
         ("--network", {"default": "", "metavar": "NAME|none|host|container:NAME"}),
         ("--alias", {**MANY, "help": "name on --network (repeat)"}),
         ("--ip", {"help": "address on --network"}),
+        ("--link", {**MANY, "metavar": "TARGET[:ALIAS]",
+                    "help": "Docker's legacy link on --network (repeat)"}),
         ("--dns", {**MANY, "metavar": "IP"}),
         ("--dns-search", {**MANY, "metavar": "DOMAIN"}),
         ("--dns-option", {**MANY, "metavar": "OPTION"}),

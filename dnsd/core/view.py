@@ -112,7 +112,11 @@ def assemble_view(
     table_for: Callable[[frozenset[str]], NameTable],
     host_explicit_ndots: bool,
 ) -> ZoneView:
-    """One zone per sandbox with a listener: the table of its set of networks, its flags."""
+    """One zone per sandbox with a listener: the table of its set of networks (under its link
+    aliases, if it has any), its flags."""
+    from .links import link_tables, with_links  # links.py builds on this module
+
+    links = link_tables(index)
     zones: dict[str, SandboxZone] = {}
     for sid, sandbox in index.sandboxes.items():
         root = index.roots[sid]
@@ -124,7 +128,7 @@ def assemble_view(
         options = root.dns_options
         zones[sid] = SandboxZone(
             sandbox_id=sid,
-            names=table_for(network_ids),
+            names=with_links(table_for(network_ids), links.get(root.id)),
             network_ids=network_ids,
             internal_only=all(index.networks[nid].internal for nid in network_ids),
             explicit_ndots=host_explicit_ndots
