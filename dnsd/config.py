@@ -26,6 +26,10 @@ class DaemonConfig:
     max_inflight: int = MAX_INFLIGHT_FORWARDS
     forward_rate: float | None = None  # forwarded queries/s per sandbox; None: unlimited
     reconcile_interval_s: float = 10.0
+    # Names from the host (dnsd.hostdns): raw flag values, checked when the daemon starts.
+    host_dns: tuple[str, ...] = ()  # ADDR[:PORT] listeners in the daemon's namespace
+    host_dns_domain: str | None = None
+    host_hosts_file: str | None = None
 
     @property
     def store_url(self) -> str:

@@ -78,6 +78,12 @@ def _add_serve(sub: Any) -> None:
                             "help": "forwarded queries/s per sandbox (default: unlimited)"}),
         ("--reconcile-interval", {"type": float, "default": 10.0, "metavar": "S",
                                   "help": "how often the kernel is checked against the state"}),
+        ("--host-dns", {**MANY, "metavar": "ADDR[:PORT]",
+                        "help": "answer <name>.<network> for the host here (repeat)"}),
+        ("--host-dns-domain", {"metavar": "DOMAIN",
+                               "help": "also answer <name>.<network>.DOMAIN"}),
+        ("--host-hosts-file", {"metavar": "PATH",
+                               "help": "keep a hosts file of <name>.<network> here"}),
     )  # fmt: skip
 
 

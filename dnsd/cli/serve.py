@@ -42,6 +42,9 @@ def serve_config(args: argparse.Namespace) -> DaemonConfig:
         if args.forward_rate is None
         else _positive(args.forward_rate, "--forward-rate"),
         reconcile_interval_s=_positive(args.reconcile_interval, "--reconcile-interval"),
+        host_dns=tuple(args.host_dns),
+        host_dns_domain=args.host_dns_domain,
+        host_hosts_file=args.host_hosts_file,
     )
 
 

@@ -159,11 +159,17 @@ def sandbox_names(sandbox: Sandbox, aliases: tuple[str, ...], network_name: str)
     The network suffix is matched case-insensitively like every other label (RFC 4343); Docker
     20.10 matches it case-sensitively (row L10): a deliberate difference.
     """
+    for base in sandbox_bases(sandbox, aliases):
+        yield base
+        yield f"{base}.{network_name}"
+
+
+def sandbox_bases(sandbox: Sandbox, aliases: tuple[str, ...]) -> Iterator[str]:
+    """The names of `sandbox` without a network: name, hostname, `aliases`, 12-hex id."""
     for name in (sandbox.name, sandbox.hostname, *aliases, sandbox.id[:12]):
         base = name[:-1] if name.endswith(".") else name
         if base:
             yield base
-            yield f"{base}.{network_name}"
 
 
 # Lower-cased name -> {type: {rdata}} of one network; all with the network's dns_ttl.
