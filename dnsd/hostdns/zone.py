@@ -46,7 +46,7 @@ class HostView:
 def build_host_view(snapshot: Snapshot, domain: str | None = None) -> HostView:
     """Index `snapshot` for the host listener; `domain` adds `<name>.<network>.<domain>`."""
     index = index_snapshot(snapshot)
-    suffix = f".{domain.rstrip('.')}" if domain else ""
+    suffix = f".{domain.rstrip('.').lower()}" if domain else ""
     owners = _bare_owners(index)
     ambiguous = {label for label, sandbox_ids in owners.items() if len(sandbox_ids) > 1}
     parts = [_network_records(index, nid, suffix, ambiguous) for nid in index.endpoints_by_network]
