@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from netcore.store.etcd import ClusterOptions
 
 DEFAULT_STATE_DIR = "/var/lib/dnsd"
 DEFAULT_API_SOCKET = "/run/dnsd/dnsd.sock"
@@ -30,7 +32,15 @@ class DaemonConfig:
     host_dns: tuple[str, ...] = ()  # ADDR[:PORT] listeners in the daemon's namespace
     host_dns_domain: str | None = None
     host_hosts_file: str | None = None
+    store: str | None = None  # None: SQLite in the state directory
+    cluster: ClusterOptions = field(default_factory=ClusterOptions)
 
     @property
     def store_url(self) -> str:
+        if self.store is not None:
+            return self.store
         return "sqlite://" + os.path.join(os.path.abspath(self.state_dir), "state.db")
+
+    @property
+    def clustered(self) -> bool:
+        return self.store_url.startswith("etcd://")
