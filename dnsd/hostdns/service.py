@@ -22,7 +22,7 @@ from .hostsfile import HostHostsFile
 from .listener import HostAddress, HostListener, bind_host_sockets, parse_host_dns
 from .registrar import ResolvedRegistrar
 from .resolved import wanted_links
-from .zone import HostView, build_host_view, refusal, wire_labels
+from .zone import HostView, HostViewBuilder, refusal, wire_labels
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,8 @@ class HostDns:
             HostHostsFile(config.hosts_file, config.domain) if config.hosts_file else None
         )
         self.resolved = ResolvedRegistrar() if config.addresses else None
-        self._host: HostView = build_host_view(Snapshot(), config.domain)
+        self._views = HostViewBuilder(config.domain)
+        self._host: HostView = self._views.build(Snapshot())
         self._revision = -1
         self._lock = threading.Lock()
         self._logged: set[bytes] = set()
@@ -121,7 +122,7 @@ class HostDns:
                 return  # overtaken by a newer one
             self._revision = snapshot.revision
             if self.listeners:
-                self._host = build_host_view(snapshot, self.config.domain)
+                self._host = self._views.build(snapshot)
             if self.hosts_file is not None:
                 self.hosts_file.update(snapshot)
             if self.resolved is not None:

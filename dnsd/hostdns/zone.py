@@ -15,12 +15,11 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 from netcore.errors import InvalidArgument
-from netcore.model import Snapshot
+from netcore.model import Endpoint, Network, Sandbox, Snapshot
 
 from ..core import wire
 from ..core.view import (
     SandboxZone,
-    SnapshotIndex,
     ZoneView,
     _add,
     _merge,
@@ -45,27 +44,59 @@ class HostView:
 
 def build_host_view(snapshot: Snapshot, domain: str | None = None) -> HostView:
     """Index `snapshot` for the host listener; `domain` adds `<name>.<network>.<domain>`."""
-    index = index_snapshot(snapshot)
-    suffix = f".{domain.rstrip('.').lower()}" if domain else ""
-    owners = _bare_owners(index)
-    ambiguous = {label for label, sandbox_ids in owners.items() if len(sandbox_ids) > 1}
-    parts = [_network_records(index, nid, suffix, ambiguous) for nid in index.endpoints_by_network]
-    table = _pack_table(_merge(parts), {})
-    zone = SandboxZone(
-        sandbox_id=HOST_ASKER,
-        names=table,
-        network_ids=frozenset(index.endpoints_by_network),
-        internal_only=False,  # never read: the host listener never forwards
-        explicit_ndots=False,
-    )
-    zones = {_labels(f"{n.name}{suffix}") for n in snapshot.networks}
-    if suffix:
-        zones |= {_labels(n.name) for n in snapshot.networks}
-    return HostView(
-        view=ZoneView(snapshot.revision, MappingProxyType({HOST_ASKER: zone}), snapshot),
-        ambiguous=frozenset(key for key in map(_key, ambiguous) if key is not None),
-        zones=frozenset(zones),
-    )
+    return HostViewBuilder(domain).build(snapshot)
+
+
+class HostViewBuilder:
+    """Successive host views: each endpoint's records are encoded once and kept while the
+    endpoint, its sandbox and its network stay the same (not thread-safe)."""
+
+    def __init__(self, domain: str | None = None) -> None:
+        self.suffix = f".{domain.rstrip('.').lower()}" if domain else ""
+        self._made: dict[str, tuple[object, _Raw, _Raw]] = {}  # endpoint id -> key, records
+
+    def build(self, snapshot: Snapshot) -> HostView:
+        index = index_snapshot(snapshot)
+        made: dict[str, tuple[object, _Raw, _Raw]] = {}
+        parts: list[tuple[_Raw, int]] = []
+        bare_parts: list[tuple[_Raw, int]] = []
+        owners: dict[bytes, set[str]] = defaultdict(set)  # bare label -> sandboxes
+        for network_id, endpoints in index.endpoints_by_network.items():
+            network = index.networks[network_id]
+            for endpoint in endpoints:
+                owner = index.sandboxes[endpoint.sandbox_id]
+                members = tuple(index.joiners.get(owner.id, ()))
+                key = (network, endpoint, owner, members)
+                entry = self._made.get(endpoint.id)
+                if entry is None or entry[0] != key:
+                    entry = (
+                        key,
+                        *_endpoint_records(network, endpoint, owner, members, self.suffix),
+                    )
+                made[endpoint.id] = entry
+                parts.append((entry[1], network.dns_ttl))
+                bare_parts.append((entry[2], network.dns_ttl))
+                for label in entry[2]:
+                    owners[label].add(owner.id)
+        self._made = made
+        ambiguous = frozenset(label for label, ids in owners.items() if len(ids) > 1)
+        for bare, ttl in bare_parts:
+            parts.append(({k: v for k, v in bare.items() if k not in ambiguous}, ttl))
+        zone = SandboxZone(
+            sandbox_id=HOST_ASKER,
+            names=_pack_table(_merge(parts), {}),
+            network_ids=frozenset(index.endpoints_by_network),
+            internal_only=False,  # never read: the host listener never forwards
+            explicit_ndots=False,
+        )
+        zones = {_labels(f"{n.name}{self.suffix}") for n in snapshot.networks}
+        if self.suffix:
+            zones |= {_labels(n.name) for n in snapshot.networks}
+        return HostView(
+            view=ZoneView(snapshot.revision, MappingProxyType({HOST_ASKER: zone}), snapshot),
+            ambiguous=ambiguous,
+            zones=frozenset(zones),
+        )
 
 
 def refusal(query: Query, host: HostView) -> tuple[bytes, bool]:
@@ -79,56 +110,35 @@ def refusal(query: Query, host: HostView) -> tuple[bytes, bool]:
     return wire.empty_reply(query, wire.REFUSED), False
 
 
-def _bare_owners(index: SnapshotIndex) -> dict[str, set[str]]:
-    """Single-label names (lower-case) -> the sandboxes whose addresses they would answer."""
-    owners: dict[str, set[str]] = defaultdict(set)
-    for endpoints in index.endpoints_by_network.values():
-        for endpoint in endpoints:
-            owner = index.sandboxes[endpoint.sandbox_id]
-            for member in (owner, *index.joiners.get(owner.id, ())):
-                aliases = endpoint.aliases if member is owner else ()
-                for base in sandbox_bases(member, aliases):
-                    if "." not in base:
-                        owners[base.lower()].add(owner.id)
-    return owners
-
-
-def _network_records(
-    index: SnapshotIndex, network_id: str, suffix: str, ambiguous: set[str]
-) -> tuple[_Raw, int]:
-    network = index.networks[network_id]
+def _endpoint_records(
+    network: Network, endpoint: Endpoint, owner: Sandbox, members: tuple[Sandbox, ...], suffix: str
+) -> tuple[_Raw, _Raw]:
+    """What one endpoint gives the host: `<name>.<network>[<suffix>]` and PTR records, and
+    the records of its bare single labels (kept only where no other sandbox has the label)."""
     raw: _Raw = defaultdict(lambda: defaultdict(set))
-    for endpoint in index.endpoints_by_network[network_id]:
-        owner = index.sandboxes[endpoint.sandbox_id]
-        records = [(wire.TYPE_A, wire.pack_a(endpoint.ipv4))]
-        if endpoint.ipv6 is not None:
-            records.append((wire.TYPE_AAAA, wire.pack_aaaa(endpoint.ipv6)))
-        for member in (owner, *index.joiners.get(owner.id, ())):
-            aliases = endpoint.aliases if member is owner else ()
-            for base in sandbox_bases(member, aliases):
-                names = [f"{base}.{network.name}{suffix}"]
-                if suffix:
-                    names.append(f"{base}.{network.name}")
-                if "." not in base and base.lower() not in ambiguous:
-                    names.append(base)
+    bare: _Raw = defaultdict(lambda: defaultdict(set))
+    records = [(wire.TYPE_A, wire.pack_a(endpoint.ipv4))]
+    if endpoint.ipv6 is not None:
+        records.append((wire.TYPE_AAAA, wire.pack_aaaa(endpoint.ipv6)))
+    for member in (owner, *members):
+        aliases = endpoint.aliases if member is owner else ()
+        for base in sandbox_bases(member, aliases):
+            names = [f"{base}.{network.name}{suffix}"]
+            if suffix:
+                names.append(f"{base}.{network.name}")
+            for rtype, rdata in records:
                 for name in names:
-                    for rtype, rdata in records:
-                        _add(raw, name, rtype, rdata)
-        try:
-            target = wire.encode_name(f"{owner.name}.{network.name}{suffix}")
-        except InvalidArgument:  # an odd name from an old store: no PTR rather than no DNS
-            continue
-        for address in (endpoint.ipv4, endpoint.ipv6):
-            if address is not None:
-                _add(raw, wire.reverse_name(address), wire.TYPE_PTR, target)
-    return raw, network.dns_ttl
-
-
-def _key(name: str) -> bytes | None:
+                    _add(raw, name, rtype, rdata)
+                if "." not in base:
+                    _add(bare, base, rtype, rdata)
     try:
-        return wire.encode_name(name).lower()
-    except InvalidArgument:
-        return None
+        target = wire.encode_name(f"{owner.name}.{network.name}{suffix}")
+    except InvalidArgument:  # an odd name from an old store: no PTR rather than no DNS
+        return raw, bare
+    for address in (endpoint.ipv4, endpoint.ipv6):
+        if address is not None:
+            _add(raw, wire.reverse_name(address), wire.TYPE_PTR, target)
+    return raw, bare
 
 
 def _labels(name: str) -> tuple[bytes, ...]:
