@@ -10,6 +10,7 @@ result equals `build_view` of the same snapshot (tests compare them).
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from types import MappingProxyType
 
 from netcore.model import Endpoint, Network, Record, Sandbox, Snapshot
@@ -28,16 +29,79 @@ from .view import (
 )
 from .zone_records import Statics, link_cnames, network_statics, overlay, pack_node
 
+# What one endpoint adds to its network's names: the sandboxes' naming scheme by default
+# (`endpoint_records`); the host listener's is another (`dnsd.hostdns.zone.host_records`).
+Contribute = Callable[[Network, Endpoint, Sandbox, tuple[Sandbox, ...]], _Raw]
+_Key = tuple[Endpoint, Sandbox, tuple[Sandbox, ...]]  # what an endpoint's records depend on
 
-class _NetworkTable:
-    """One network's records, kept up to date endpoint by endpoint."""
+
+class NetworkRecords:
+    """One network's raw records, kept up to date endpoint by endpoint."""
+
+    def __init__(self, network: Network, contribute: Contribute = endpoint_records) -> None:
+        self.network = network
+        self.contribute = contribute
+        self.contributions: dict[str, tuple[_Key, _Raw]] = {}  # endpoint id -> (key, records)
+        self.owners: dict[bytes, set[str]] = defaultdict(set)  # name -> endpoint ids
+        self.raw: _Raw = {}
+
+    def update_endpoints(
+        self,
+        endpoints: list[Endpoint],
+        sandboxes: dict[str, Sandbox],
+        joiners: dict[str, list[Sandbox]],
+    ) -> set[bytes]:
+        """Take the network's endpoints now; the names whose records may have changed."""
+        fresh: dict[str, tuple[_Key, _Raw]] = {}
+        gone: list[tuple[str, _Raw]] = []  # contributions to unindex
+        came: list[tuple[str, _Raw]] = []  # contributions to index
+        for endpoint in endpoints:
+            owner = sandboxes[endpoint.sandbox_id]
+            members = tuple(joiners.get(owner.id, ()))
+            key = (endpoint, owner, members)
+            old = self.contributions.get(endpoint.id)
+            if old is not None and old[0] == key:
+                fresh[endpoint.id] = old
+                continue
+            records = self.contribute(self.network, endpoint, owner, members)
+            fresh[endpoint.id] = (key, records)
+            came.append((endpoint.id, records))
+            if old is not None:
+                gone.append((endpoint.id, old[1]))
+        gone += [(eid, old[1]) for eid, old in self.contributions.items() if eid not in fresh]
+        self.contributions = fresh
+        touched: set[bytes] = set()
+        for endpoint_id, records in gone:
+            touched.update(records)
+            for name in records:
+                self.owners[name].discard(endpoint_id)
+        for endpoint_id, records in came:
+            touched.update(records)
+            for name in records:
+                self.owners[name].add(endpoint_id)
+        for name in touched:
+            merged: dict[int, set[bytes]] = {}
+            for endpoint_id in self.owners.get(name, ()):
+                for rtype, rdatas in fresh[endpoint_id][1][name].items():
+                    merged.setdefault(rtype, set()).update(rdatas)
+            if merged:
+                self.raw[name] = merged
+            else:
+                self.raw.pop(name, None)
+                self.owners.pop(name, None)
+        return touched
+
+    def sandbox_of(self, endpoint_id: str) -> str:
+        """The id of the sandbox an indexed endpoint belongs to."""
+        return self.contributions[endpoint_id][0][0].sandbox_id
+
+
+class _NetworkTable(NetworkRecords):
+    """One network's packed table for the sandboxes: its raw records and its statics."""
 
     def __init__(self, network: Network) -> None:
-        self.network = network
+        super().__init__(network)
         self.ttl = max(0, min(network.dns_ttl, _MAX_TTL))
-        self.contributions: dict[str, tuple[object, _Raw]] = {}  # endpoint id -> (key, records)
-        self.owners: dict[bytes, set[str]] = defaultdict(set)  # name -> endpoint ids
-        self.raw: dict[bytes, dict[int, set[bytes]]] = {}
         self.table: NameTable = MappingProxyType({})
         self.version = 0
         self.records: tuple[Record, ...] | None = None  # None: statics not built yet
@@ -64,47 +128,12 @@ class _NetworkTable:
         joiners: dict[str, list[Sandbox]],
         records: tuple[Record, ...] = (),
     ) -> None:
-        touched: set[bytes] = self.set_records(records)
-        fresh: dict[str, tuple[object, _Raw]] = {}
-        gone: list[tuple[str, _Raw]] = []  # contributions to unindex
-        came: list[tuple[str, _Raw]] = []  # contributions to index
-        for endpoint in endpoints:
-            owner = sandboxes[endpoint.sandbox_id]
-            members = tuple(joiners.get(owner.id, ()))
-            key = (endpoint, owner, members)
-            old = self.contributions.get(endpoint.id)
-            if old is not None and old[0] == key:
-                fresh[endpoint.id] = old
-                continue
-            records = endpoint_records(self.network, endpoint, owner, members)
-            fresh[endpoint.id] = (key, records)
-            came.append((endpoint.id, records))
-            if old is not None:
-                gone.append((endpoint.id, old[1]))
-        gone += [(eid, old[1]) for eid, old in self.contributions.items() if eid not in fresh]
-        if not gone and not came and not touched:
+        touched = self.set_records(records) | self.update_endpoints(endpoints, sandboxes, joiners)
+        if not touched:
             return  # nothing changed: the same table object, the same version
-        for endpoint_id, records in gone:
-            touched.update(records)
-            for name in records:
-                self.owners[name].discard(endpoint_id)
-        for endpoint_id, records in came:
-            touched.update(records)
-            for name in records:
-                self.owners[name].add(endpoint_id)
-        self.contributions = fresh
         table = dict(self.table)  # copy on write: earlier views keep theirs
         for name in touched:
-            merged: dict[int, set[bytes]] = {}
-            for endpoint_id in self.owners.get(name, ()):
-                for rtype, rdatas in fresh[endpoint_id][1][name].items():
-                    merged.setdefault(rtype, set()).update(rdatas)
-            if merged:
-                self.raw[name] = merged
-            else:
-                self.raw.pop(name, None)
-                self.owners.pop(name, None)
-            node = self._pack(name, merged)
+            node = self._pack(name, self.raw.get(name, {}))
             if node:
                 table[name] = node
             else:

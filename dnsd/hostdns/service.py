@@ -19,10 +19,11 @@ from ..config import DaemonConfig
 from ..core.answer import Forward
 from ..core.view import ZoneView
 from .hostsfile import HostHostsFile
+from .incremental import HostViewBuilder
 from .listener import HostAddress, HostListener, bind_host_sockets, parse_host_dns
 from .registrar import ResolvedRegistrar
 from .resolved import wanted_links
-from .zone import HostView, HostViewBuilder, refusal, wire_labels
+from .zone import HostView, refusal, wire_labels
 
 log = logging.getLogger(__name__)
 

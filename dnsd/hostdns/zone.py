@@ -19,6 +19,7 @@ from netcore.model import Endpoint, Network, Sandbox, Snapshot
 
 from ..core import wire
 from ..core.view import (
+    NameTable,
     SandboxZone,
     ZoneView,
     _add,
@@ -43,60 +44,67 @@ class HostView:
 
 
 def build_host_view(snapshot: Snapshot, domain: str | None = None) -> HostView:
-    """Index `snapshot` for the host listener; `domain` adds `<name>.<network>.<domain>`."""
-    return HostViewBuilder(domain).build(snapshot)
+    """Index `snapshot` for the host listener, from scratch (the daemon keeps the incremental
+    `dnsd.hostdns.incremental.HostViewBuilder`, which gives the same view); `domain` adds
+    `<name>.<network>.<domain>`."""
+    suffix = host_suffix(domain)
+    index = index_snapshot(snapshot)
+    parts: list[tuple[_Raw, int]] = []
+    owners: dict[bytes, set[str]] = defaultdict(set)  # bare label -> sandboxes
+    for network_id, endpoints in index.endpoints_by_network.items():
+        network = index.networks[network_id]
+        raw: _Raw = defaultdict(lambda: defaultdict(set))
+        for endpoint in endpoints:
+            owner = index.sandboxes[endpoint.sandbox_id]
+            members = tuple(index.joiners.get(owner.id, ()))
+            for name, types in host_records(network, endpoint, owner, members, suffix).items():
+                if is_bare(name):
+                    owners[name].add(owner.id)
+                for rtype, rdatas in types.items():
+                    raw[name][rtype] |= rdatas
+        parts.append((raw, network.dns_ttl))
+    ambiguous = frozenset(label for label, ids in owners.items() if len(ids) > 1)
+    merged = _merge(parts)
+    for label in ambiguous:
+        del merged[label]
+    network_ids = frozenset(index.endpoints_by_network)
+    return host_view(snapshot, _pack_table(merged, {}), network_ids, ambiguous, suffix)
 
 
-class HostViewBuilder:
-    """Successive host views: each endpoint's records are encoded once and kept while the
-    endpoint, its sandbox and its network stay the same (not thread-safe)."""
+def host_view(
+    snapshot: Snapshot,
+    names: NameTable,
+    network_ids: frozenset[str],
+    ambiguous: frozenset[bytes],
+    suffix: str,
+) -> HostView:
+    """The host's view of `snapshot`, given its table and the networks with endpoints."""
+    zone = SandboxZone(
+        sandbox_id=HOST_ASKER,
+        names=names,
+        network_ids=network_ids,
+        internal_only=False,  # never read: the host listener never forwards
+        explicit_ndots=False,
+    )
+    zones = {_labels(f"{n.name}{suffix}") for n in snapshot.networks}
+    if suffix:
+        zones |= {_labels(n.name) for n in snapshot.networks}
+    return HostView(
+        view=ZoneView(snapshot.revision, MappingProxyType({HOST_ASKER: zone}), snapshot),
+        ambiguous=ambiguous,
+        zones=frozenset(zones),
+    )
 
-    def __init__(self, domain: str | None = None) -> None:
-        self.suffix = f".{domain.rstrip('.').lower()}" if domain else ""
-        self._made: dict[str, tuple[object, _Raw, _Raw]] = {}  # endpoint id -> key, records
 
-    def build(self, snapshot: Snapshot) -> HostView:
-        index = index_snapshot(snapshot)
-        made: dict[str, tuple[object, _Raw, _Raw]] = {}
-        parts: list[tuple[_Raw, int]] = []
-        bare_parts: list[tuple[_Raw, int]] = []
-        owners: dict[bytes, set[str]] = defaultdict(set)  # bare label -> sandboxes
-        for network_id, endpoints in index.endpoints_by_network.items():
-            network = index.networks[network_id]
-            for endpoint in endpoints:
-                owner = index.sandboxes[endpoint.sandbox_id]
-                members = tuple(index.joiners.get(owner.id, ()))
-                key = (network, endpoint, owner, members)
-                entry = self._made.get(endpoint.id)
-                if entry is None or entry[0] != key:
-                    entry = (
-                        key,
-                        *_endpoint_records(network, endpoint, owner, members, self.suffix),
-                    )
-                made[endpoint.id] = entry
-                parts.append((entry[1], network.dns_ttl))
-                bare_parts.append((entry[2], network.dns_ttl))
-                for label in entry[2]:
-                    owners[label].add(owner.id)
-        self._made = made
-        ambiguous = frozenset(label for label, ids in owners.items() if len(ids) > 1)
-        for bare, ttl in bare_parts:
-            parts.append(({k: v for k, v in bare.items() if k not in ambiguous}, ttl))
-        zone = SandboxZone(
-            sandbox_id=HOST_ASKER,
-            names=_pack_table(_merge(parts), {}),
-            network_ids=frozenset(index.endpoints_by_network),
-            internal_only=False,  # never read: the host listener never forwards
-            explicit_ndots=False,
-        )
-        zones = {_labels(f"{n.name}{self.suffix}") for n in snapshot.networks}
-        if self.suffix:
-            zones |= {_labels(n.name) for n in snapshot.networks}
-        return HostView(
-            view=ZoneView(snapshot.revision, MappingProxyType({HOST_ASKER: zone}), snapshot),
-            ambiguous=ambiguous,
-            zones=frozenset(zones),
-        )
+def host_suffix(domain: str | None) -> str:
+    """What `--host-dns-domain` appends to `<name>.<network>`."""
+    return f".{domain.rstrip('.').lower()}" if domain else ""
+
+
+def is_bare(name: bytes) -> bool:
+    """Whether a wire name is one label: the host's bare names (every other host name has a
+    network label, or is a reverse name)."""
+    return len(name) == name[0] + 2
 
 
 def refusal(query: Query, host: HostView) -> tuple[bytes, bool]:
@@ -110,13 +118,12 @@ def refusal(query: Query, host: HostView) -> tuple[bytes, bool]:
     return wire.empty_reply(query, wire.REFUSED), False
 
 
-def _endpoint_records(
+def host_records(
     network: Network, endpoint: Endpoint, owner: Sandbox, members: tuple[Sandbox, ...], suffix: str
-) -> tuple[_Raw, _Raw]:
-    """What one endpoint gives the host: `<name>.<network>[<suffix>]` and PTR records, and
-    the records of its bare single labels (kept only where no other sandbox has the label)."""
+) -> _Raw:
+    """What one endpoint gives the host: `<name>.<network>[<suffix>]`, PTR records, and its
+    bare single labels (`is_bare`: kept only where no other sandbox has the label)."""
     raw: _Raw = defaultdict(lambda: defaultdict(set))
-    bare: _Raw = defaultdict(lambda: defaultdict(set))
     records = [(wire.TYPE_A, wire.pack_a(endpoint.ipv4))]
     if endpoint.ipv6 is not None:
         records.append((wire.TYPE_AAAA, wire.pack_aaaa(endpoint.ipv6)))
@@ -126,19 +133,19 @@ def _endpoint_records(
             names = [f"{base}.{network.name}{suffix}"]
             if suffix:
                 names.append(f"{base}.{network.name}")
+            if "." not in base:
+                names.append(base)
             for rtype, rdata in records:
                 for name in names:
                     _add(raw, name, rtype, rdata)
-                if "." not in base:
-                    _add(bare, base, rtype, rdata)
     try:
         target = wire.encode_name(f"{owner.name}.{network.name}{suffix}")
     except InvalidArgument:  # an odd name from an old store: no PTR rather than no DNS
-        return raw, bare
+        return raw
     for address in (endpoint.ipv4, endpoint.ipv6):
         if address is not None:
             _add(raw, wire.reverse_name(address), wire.TYPE_PTR, target)
-    return raw, bare
+    return raw
 
 
 def _labels(name: str) -> tuple[bytes, ...]:
