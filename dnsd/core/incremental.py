@@ -102,7 +102,8 @@ class _NetworkTable(NetworkRecords):
     def __init__(self, network: Network) -> None:
         super().__init__(network)
         self.ttl = max(0, min(network.dns_ttl, _MAX_TTL))
-        self.table: NameTable = MappingProxyType({})
+        self.names: dict[bytes, dict] = {}  # never changed once handed out: copied on write
+        self.table: NameTable = MappingProxyType(self.names)
         self.version = 0
         self.records: tuple[Record, ...] | None = None  # None: statics not built yet
         self.statics: Statics = {}  # records and host names, laid over `raw`
@@ -131,7 +132,7 @@ class _NetworkTable(NetworkRecords):
         touched = self.set_records(records) | self.update_endpoints(endpoints, sandboxes, joiners)
         if not touched:
             return  # nothing changed: the same table object, the same version
-        table = dict(self.table)  # copy on write: earlier views keep theirs
+        table = self.names.copy()  # copy on write: earlier views keep theirs
         for name in touched:
             node = self._pack(name, self.raw.get(name, {}))
             if node:
@@ -144,7 +145,7 @@ class _NetworkTable(NetworkRecords):
                 self.cnames.pop(name, None)
         if self.cnames:  # a target's records may have changed: link every CNAME again
             link_cnames(table, self.cnames)
-        self.table = MappingProxyType(table)
+        self.names, self.table = table, MappingProxyType(table)
         self.version += 1
 
     def _pack(self, name: bytes, sandbox_records: dict[int, set[bytes]]) -> dict:

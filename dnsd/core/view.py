@@ -97,7 +97,22 @@ class SnapshotIndex:
     records_by_network: dict[str, list[Record]] = field(default_factory=dict)
 
 
+_last_index: tuple[Snapshot, SnapshotIndex] | None = None
+
+
 def index_snapshot(snapshot: Snapshot) -> SnapshotIndex:
+    """The snapshot's index (read-only for callers). The last one is kept: the registry hands
+    the same snapshot to each subscriber in turn (the sandboxes' views, the host's)."""
+    global _last_index
+    last = _last_index
+    if last is not None and last[0] is snapshot:
+        return last[1]
+    index = _index(snapshot)
+    _last_index = (snapshot, index)
+    return index
+
+
+def _index(snapshot: Snapshot) -> SnapshotIndex:
     networks = {network.id: network for network in snapshot.networks}
     sandboxes = {sandbox.id: sandbox for sandbox in snapshot.sandboxes}
     endpoints_by_network: dict[str, list[Endpoint]] = defaultdict(list)

@@ -32,7 +32,8 @@ class HostViewBuilder:
         self._contribute = partial(host_records, suffix=self.suffix)
         self._networks: dict[str, NetworkRecords] = {}
         self._holders: dict[bytes, set[str]] = {}  # name -> ids of the networks that have it
-        self._table: NameTable = MappingProxyType({})
+        self._names: dict[bytes, dict] = {}  # never changed once handed out: copied on write
+        self._table: NameTable = MappingProxyType(self._names)
         self._ambiguous: set[bytes] = set()
         self._frozen_ambiguous: frozenset[bytes] = frozenset()
 
@@ -72,7 +73,7 @@ class HostViewBuilder:
         )
 
     def _repack(self, touched: set[bytes]) -> None:
-        table = dict(self._table)  # copy on write: earlier views keep theirs
+        table = self._names.copy()  # copy on write: earlier views keep theirs
         ambiguous = set(self._ambiguous)
         for name in touched:
             holders = self._holders.get(name)
@@ -98,7 +99,7 @@ class HostViewBuilder:
                         else (known[0] | rdatas, min(known[1], ttl))
                     )
             table[name] = pack_node(types)
-        self._table = MappingProxyType(table)
+        self._names, self._table = table, MappingProxyType(table)
         if ambiguous != self._ambiguous:
             self._ambiguous = ambiguous
             self._frozen_ambiguous = frozenset(ambiguous)
