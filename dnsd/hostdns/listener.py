@@ -7,7 +7,6 @@ exit status 1 with a message naming the flag.
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import ipaddress
 import socket
@@ -17,8 +16,7 @@ from netcore.errors import InvalidArgument
 
 from ..serve.handler import QueryHandler
 from ..serve.listeners import RESOLVER_ADDRESS, UDP_RCVBUF
-from ..serve.tcp import TcpServer
-from ..serve.udp import UdpServer
+from ..serve.pair import ServerPair
 from .zone import HOST_ASKER
 
 FLAG = "--host-dns"
@@ -110,7 +108,7 @@ def _bind_error(address: HostAddress, proto: str, exc: OSError) -> InvalidArgume
     return InvalidArgument(f"{address}: {why}", field=FLAG)
 
 
-class HostListener:
+class HostListener(ServerPair):
     """One `--host-dns` address, served by the sandbox listeners' UDP and TCP servers."""
 
     def __init__(
@@ -119,15 +117,5 @@ class HostListener:
         sockets: tuple[socket.socket, socket.socket],
         handler: QueryHandler,
     ) -> None:
+        super().__init__(*sockets, HOST_ASKER, handler)
         self.address = address
-        self.udp = UdpServer(sockets[0], HOST_ASKER, handler)
-        self.tcp = TcpServer(sockets[1], HOST_ASKER, handler)
-
-    async def serve(self) -> None:
-        self.udp.start(asyncio.get_running_loop())
-        await self.tcp.start()
-
-    def close(self) -> None:
-        self.udp.close()
-        self.tcp.close()
-        self.tcp.sock.close()

@@ -8,7 +8,6 @@ iptables).
 
 from __future__ import annotations
 
-import asyncio
 import fcntl
 import logging
 import socket
@@ -18,8 +17,7 @@ from dataclasses import dataclass
 from netcore.kernel.base import Kernel, NetnsWorker
 
 from .handler import QueryHandler
-from .tcp import TcpServer
-from .udp import UdpServer
+from .pair import ServerPair
 
 log = logging.getLogger(__name__)
 
@@ -131,24 +129,18 @@ class SocketPool:
         self._free.clear()
 
 
-class SandboxListener:
+class SandboxListener(ServerPair):
     def __init__(self, sandbox_id: str, sockets: SandboxSockets, handler: QueryHandler) -> None:
+        super().__init__(sockets.udp, sockets.tcp, sandbox_id, handler)
         self.sandbox_id = sandbox_id
         self.sockets = sockets
         # Forwarded queries leave from the sandbox's namespace: their sockets come from here.
         self.worker = sockets.worker
         self.pool = SocketPool(self.worker)
-        self.udp = UdpServer(sockets.udp, sandbox_id, handler)
-        self.tcp = TcpServer(sockets.tcp, sandbox_id, handler)
-
-    async def serve(self) -> None:
-        self.udp.start(asyncio.get_running_loop())
-        await self.tcp.start()
 
     def close(self) -> None:
         """Stop serving (on the event loop's thread)."""
-        self.udp.close()
-        self.tcp.close()
+        super().close()
         self.pool.close()
 
     def teardown(self, kernel: Kernel, *, remove_redirect: bool) -> None:

@@ -97,6 +97,23 @@ def test_gateway_listener_and_resolved_absent(host, tmp_path):
     assert host.log().count("systemd-resolved is not running") == 1
 
 
+def test_gateway_listener_follows_a_network_removed_and_created_again(host, tmp_path):
+    """The gateway address goes with its network and comes back with a new one on the same
+    subnet: the listener bound to it at start answers the new network's names, no restart."""
+    host.start_upstream()
+    host.start_daemon()
+    host.network("app", IPAM={"Config": [{"Subnet": SUBNET}]})
+    assert host.stop_daemon() == 0
+    env = {**os.environ, "DBUS_SYSTEM_BUS_ADDRESS": f"unix:path={tmp_path / 'no-bus'}"}
+    _start_with_env(host, env, "--host-dns", GATEWAY)
+    host.ok("DELETE", "/networks/app")
+    assert GATEWAY not in host.exec("ip", "-br", "addr").stdout  # gone with its bridge
+    host.network("again", IPAM={"Config": [{"Subnet": SUBNET}]})
+    host.sandbox("new", "again")
+    assert host_short(host, f"{host.sandbox_name('new')}.again", server=GATEWAY) == ["10.93.0.2"]
+    assert "status: REFUSED" in host_dig(host, "web.app", server=GATEWAY)
+
+
 def _start_with_env(h: HostNamespace, env: dict[str, str], *args: str) -> None:
     saved = dict(os.environ)
     os.environ.update(env)
