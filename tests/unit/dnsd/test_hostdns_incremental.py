@@ -6,15 +6,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dnsd.hostdns.incremental import HostViewBuilder
-from dnsd.hostdns.zone import HOST_ASKER, HostView, build_host_view
+from dnsd.hostdns.zone import HOST_ASKER, build_host_view
 from tests.support.snapshots import endpoint, network, sandbox, snapshot
 
 from .test_fast_vs_slow import snapshots
-
-
-def _plain(host: HostView) -> tuple:
-    zone = host.view.zones[HOST_ASKER]
-    return dict(zone.names), zone.network_ids, host.ambiguous, host.zones, host.view.revision
+from .test_incremental_view import plain_host as _plain
 
 
 @settings(
@@ -25,16 +21,6 @@ def test_successive_builds_equal_fresh_builds(sequence, domain):
     builder = HostViewBuilder(domain)
     for snap in sequence:
         assert _plain(builder.build(snap)) == _plain(build_host_view(snap, domain))
-
-
-@settings(max_examples=60, deadline=None, database=None)
-@given(snapshots(), snapshots())
-def test_a_view_handed_out_never_changes(first, second):
-    builder = HostViewBuilder()
-    view = builder.build(first)
-    before = _plain(view)
-    builder.build(second)
-    assert _plain(view) == before
 
 
 APP = network("a" * 64, "app", "br-app", "10.1.0.0/24")

@@ -1,12 +1,16 @@
-"""The daemon's incremental view builder gives exactly what `build_view` gives from scratch."""
+"""The daemon's incremental view builders give exactly what `build_view` gives from scratch
+(the host's: tests/unit/dnsd/test_hostdns_incremental.py), and never change a view handed out."""
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dnsd.core.incremental import ViewBuilder
 from dnsd.core.view import ZoneView, build_view
+from dnsd.hostdns.incremental import HostViewBuilder
+from dnsd.hostdns.zone import HOST_ASKER, HostView
 
 from .test_fast_vs_slow import snapshots
 
@@ -30,11 +34,24 @@ def test_successive_builds_equal_fresh_builds(sequence, ndots):
         )
 
 
+def plain_host(host: HostView) -> tuple:
+    zone = host.view.zones[HOST_ASKER]
+    return dict(zone.names), zone.network_ids, host.ambiguous, host.zones, host.view.revision
+
+
+BUILDERS = {  # each incremental builder, and what of its views must match
+    "sandboxes": (lambda: ViewBuilder().build, _plain),
+    "host": (lambda: HostViewBuilder("corp.example").build, plain_host),
+}
+
+
+@pytest.mark.parametrize("kind", BUILDERS)
 @settings(max_examples=60, deadline=None, database=None)
 @given(snapshots(), snapshots())
-def test_a_view_handed_out_never_changes(first, second):
-    builder = ViewBuilder()
-    view = builder.build(first)
-    before = _plain(view)
-    builder.build(second)
-    assert _plain(view) == before
+def test_a_view_handed_out_never_changes(kind, first, second):
+    make, plain = BUILDERS[kind]
+    build = make()
+    view = build(first)
+    before = plain(view)
+    build(second)
+    assert plain(view) == before
