@@ -22,6 +22,7 @@ from .core.incremental import ViewBuilder
 from .core.view import ZoneView
 from .forward.forwarder import Forwarder
 from .forward.route import ForwardRoute
+from .metrics.counters import StatsBook, primary_networks
 from .sandbox_files.writer import SandboxFilesWriter
 from .serve.listener_set import ListenerSet, wanted_listeners
 
@@ -33,9 +34,13 @@ class Follower:
         config: DaemonConfig,
         forwarder: Forwarder,
         kernel: Kernel,
+        stats_book: StatsBook | None = None,
     ) -> None:
         self.files = SandboxFilesWriter(config)
-        self.listeners = ListenerSet(loop, kernel, self, on_stopped=forwarder.forget)
+        self.stats_book = stats_book
+        self.listeners = ListenerSet(
+            loop, kernel, self, on_stopped=forwarder.forget, stats_book=stats_book
+        )
         self.route = ForwardRoute(forwarder, self.listeners, self.files.host.upstreams)
         self._views = ViewBuilder()  # re-packs only what each change touched
         self._view = self._views.build(Snapshot())
@@ -54,6 +59,15 @@ class Follower:
     ) -> bytes:
         return await self.route.forward(packet, decision, sandbox_id, tcp=tcp)
 
+    def sandbox_name(self, sandbox_id: str) -> str:
+        """The name of a sandbox (its short id once it is gone); thread: any."""
+        sandbox = self._sandboxes.get(sandbox_id)
+        return sandbox.name if sandbox is not None else sandbox_id[:12]
+
+    @property
+    def snapshot(self) -> Snapshot:
+        return self._snapshot
+
     # --- following the registry (called on engine threads, never on the loop) ---
 
     def on_snapshot(self, snapshot: Snapshot, *, force: bool = False) -> None:
@@ -66,6 +80,8 @@ class Follower:
             host = self.files.host
             self.route.update(sandboxes, host.upstreams)
             self._view = self._views.build(snapshot, host_explicit_ndots=host.explicit_ndots)
+            if self.stats_book is not None:
+                self.stats_book.follow(primary_networks(snapshot))
             self.listeners.reconcile(wanted_listeners(snapshot, sandboxes))
             self.files.write(snapshot, sandboxes)
 
