@@ -9,6 +9,8 @@ DEFAULT_STATE_DIR = "/var/lib/dnsd"
 DEFAULT_API_SOCKET = "/run/dnsd/dnsd.sock"
 FORWARD_DEADLINE_S = 5.0  # a client always gets an answer (SERVFAIL at worst) within this
 MAX_INFLIGHT_FORWARDS = 1024  # per sandbox; REFUSED past it (moby's limit)
+QUERY_LOG_MAX_MB = 100.0  # the log file is rotated to PATH.1 before it passes this
+RECONCILE_INTERVAL_S = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,7 +27,11 @@ class DaemonConfig:
     forward_deadline_s: float = FORWARD_DEADLINE_S
     max_inflight: int = MAX_INFLIGHT_FORWARDS
     forward_rate: float | None = None  # forwarded queries/s per sandbox; None: unlimited
-    reconcile_interval_s: float = 10.0
+    reconcile_interval_s: float = RECONCILE_INTERVAL_S
+    metrics: bool = True  # False (--no-metrics): count nothing, for benchmarks
+    metrics_listen: str | None = None  # HOST:PORT of a /metrics listener without token
+    query_log: str | None = None  # PATH, or "-" for stdout
+    query_log_max_mb: float = QUERY_LOG_MAX_MB
 
     @property
     def store_url(self) -> str:

@@ -65,6 +65,10 @@ class ListenerSet:
     def __len__(self) -> int:
         return len(self._running)
 
+    def cached_replies(self) -> int:
+        """Replies remembered by every listener's reply cache (thread: the loop's)."""
+        return sum(listener.udp.cached_replies for listener in list(self._running.values()))
+
     def reconcile(self, desired: Mapping[str, Sandbox]) -> None:
         """Stop the listeners not in `desired`, start (or adopt prepared) the missing ones.
 

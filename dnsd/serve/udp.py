@@ -117,6 +117,10 @@ class UdpServer:
             if len(packets) < batch.size:
                 return
 
+    @property
+    def cached_replies(self) -> int:
+        return len(self._cache)
+
     def _spawn_forward(self, packet: bytes, decision: Forward, addr: tuple[str, int]) -> None:
         task = asyncio.ensure_future(self._forward(packet, decision, addr))
         self._tasks.add(task)
