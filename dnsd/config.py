@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from netcore.store.etcd import ClusterOptions
 
 DEFAULT_STATE_DIR = "/var/lib/dnsd"
 DEFAULT_API_SOCKET = "/run/dnsd/dnsd.sock"
@@ -32,7 +34,15 @@ class DaemonConfig:
     metrics_listen: str | None = None  # HOST:PORT of a /metrics listener without token
     query_log: str | None = None  # PATH, or "-" for stdout
     query_log_max_mb: float = QUERY_LOG_MAX_MB
+    store: str | None = None  # None: SQLite in the state directory
+    cluster: ClusterOptions = field(default_factory=ClusterOptions)
 
     @property
     def store_url(self) -> str:
+        if self.store is not None:
+            return self.store
         return "sqlite://" + os.path.join(os.path.abspath(self.state_dir), "state.db")
+
+    @property
+    def clustered(self) -> bool:
+        return self.store_url.startswith("etcd://")

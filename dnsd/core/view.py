@@ -26,7 +26,7 @@ NameTable = Mapping[bytes, dict[int, RecordSet]]
 
 _VALID_NDOTS = re.compile(r"ndots:[0-9]+")  # same rule as dnsd.sandbox_files.resolvconf
 _MAX_TTL = 2**31 - 1  # RFC 2181 8: TTLs are 31-bit
-_NO_ZONE_MODES = ("none", "host")
+_NO_ZONE_MODES = ("none", "host", "remote")  # remote: asks its own host
 
 
 @dataclass(frozen=True, slots=True)
