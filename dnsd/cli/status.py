@@ -16,8 +16,10 @@ def _duration(seconds: float) -> str:
     minutes, secs = divmod(rest, 60)
     parts = [f"{days}d"] if days else []
     if days or hours:
-        parts.append(f"{hours}h")
-    return "".join([*parts, f"{minutes}m{secs:02d}s"])
+        parts.append(f"{hours}h{minutes:02d}m")
+    else:
+        parts.append(f"{minutes}m")
+    return "".join([*parts, f"{secs:02d}s"])
 
 
 def status_lines(info: dict[str, Any]) -> list[str]:
