@@ -137,7 +137,8 @@ def test_exposition_is_valid_for_promtool_and_carries_every_family():
         'dnsd_upstream_healthy{upstream="198.51.100.53:53",via="sandbox"} 1.0',
         'dnsd_upstream_healthy{upstream="[2001:db8::1]:53",via="host"} 0.0',
         'dnsd_upstream_failures_total{upstream="[2001:db8::1]:53",via="host"} 1.0',
-        'dnsd_upstream_responses_total{rcode="NOERROR",upstream="198.51.100.53:53",via="sandbox"} 1.0',
+        'dnsd_upstream_responses_total{rcode="NOERROR",upstream="198.51.100.53:53",'
+        'via="sandbox"} 1.0',
         'dnsd_forwards_refused_total{reason="rate"} 3.0',
         "dnsd_forwards_inflight 2.0",
         "dnsd_networks 2.0",
