@@ -40,6 +40,7 @@ class DnsOptions:
     # connections, few queries in flight on each; run as a second, non-target comparison
     tcp_many_clients: int = 16
     tcp_many_per_connection: int = 10
+    daemon_args: tuple[str, ...] = ()  # extra `dnsd serve` flags (e.g. --no-metrics)
 
 
 Log = Callable[[str], None]
@@ -60,7 +61,7 @@ def _run(
 ) -> dict:
     forwarded = {f"f{i}.fwd.test": f"198.51.100.{100 + i % 150}" for i in range(opts.forwarded)}
     start_quiet_upstream(lab, UPSTREAM, forwarded)
-    lab.start_daemon()
+    lab.start_daemon(*opts.daemon_args)
     lab.network(NETWORK, IPAM={"Config": [{"Subnet": SUBNET}]})
     log(f"creating {opts.sandboxes} sandboxes with {opts.aliases} aliases each")
     records = _populate(lab, opts)
