@@ -8,7 +8,7 @@ exported: the label sets stay as small as what actually happened.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
@@ -62,6 +62,15 @@ class Sources:
     repairs: Callable[[], Sequence[str]] = tuple
     query_log: QueryLog | None = None
     version: str = ""
+
+
+def _counter(
+    name: str, doc: str, labels: list[str], items: Iterable[tuple[Sequence[str], float]]
+) -> CounterMetricFamily:
+    family = CounterMetricFamily(name, doc, labels=labels)
+    for values, count in items:
+        family.add_metric(list(values), count)
+    return family
 
 
 def _histogram(name: str, doc: str, labels: list[str]) -> HistogramMetricFamily:
@@ -118,33 +127,29 @@ class DnsdCollector:
             if outcome != DROPPED:
                 _add_histogram(family, [OUTCOMES[outcome]], hist)
         yield family
-        family = CounterMetricFamily(
+        yield _counter(
             "dnsd_dns_reply_cache_hits",
             "Queries answered from a listener's remembered replies, by network",
-            labels=["network"],
+            ["network"],
+            (([network], count) for network, count in sorted(hits.items())),
         )
-        for network, count in sorted(hits.items()):
-            family.add_metric([network], count)
-        yield family
 
     def _upstreams(self) -> Iterator[Metric]:
         src = self.sources
         stats = src.upstreams
         labels = ["upstream", "via"]
-        asked = CounterMetricFamily(
-            "dnsd_upstream_queries", "Tries sent to upstream servers", labels=labels
+        yield _counter(
+            "dnsd_upstream_queries",
+            "Tries sent to upstream servers",
+            labels,
+            ((upstream_labels(key), count) for key, count in sorted(stats.asked.items())),
         )
-        for key, count in sorted(stats.asked.items()):
-            asked.add_metric(list(upstream_labels(key)), count)
-        yield asked
-        failures = CounterMetricFamily(
+        yield _counter(
             "dnsd_upstream_failures",
             "Tries without a usable reply (timeout, unreachable, bad reply)",
-            labels=labels,
+            labels,
+            ((upstream_labels(key), count) for key, count in sorted(stats.failures.items())),
         )
-        for key, count in sorted(stats.failures.items()):
-            failures.add_metric(list(upstream_labels(key)), count)
-        yield failures
         rcodes = CounterMetricFamily(
             "dnsd_upstream_responses",
             "Replies of upstream servers by rcode",
@@ -173,14 +178,12 @@ class DnsdCollector:
         yield GaugeMetricFamily(
             "dnsd_forwards_inflight", "Forwarded queries waiting on upstreams", value=src.inflight()
         )
-        refused = CounterMetricFamily(
+        yield _counter(
             "dnsd_forwards_refused",
             "Forwards answered REFUSED before any try: too many in flight, or over the rate",
-            labels=["reason"],
+            ["reason"],
+            (([reason], count) for reason, count in sorted(stats.refused.items())),
         )
-        for reason, count in sorted(stats.refused.items()):
-            refused.add_metric([reason], count)
-        yield refused
 
     def _state(self) -> Iterator[Metric]:
         src = self.sources
@@ -191,28 +194,24 @@ class DnsdCollector:
             kind = repair_kind(line)
             self._repairs[kind] = self._repairs.get(kind, 0) + 1
         self._repairs_seen = len(repairs)
-        family = CounterMetricFamily(
+        yield _counter(
             "dnsd_reconcile_repairs",
             "Kernel state put back by reconciliation, by kind",
-            labels=["kind"],
+            ["kind"],
+            (([kind], count) for kind, count in sorted(self._repairs.items())),
         )
-        for kind, count in sorted(self._repairs.items()):
-            family.add_metric([kind], count)
-        yield family
         info = GaugeMetricFamily("dnsd_build", "The running dnsd", labels=["version"])
         info.add_metric([src.version], 1)
         yield info
 
     def _api_and_log(self) -> Iterator[Metric]:
         src = self.sources
-        family = CounterMetricFamily(
+        yield _counter(
             "dnsd_api_requests",
             "API requests by route, method and status",
-            labels=["route", "method", "status"],
+            ["route", "method", "status"],
+            (([r, m, str(st)], n) for (r, m, st), n in sorted(src.api.requests.items())),
         )
-        for (route, method, status), count in sorted(src.api.requests.items()):
-            family.add_metric([route, method, str(status)], count)
-        yield family
         qlog = src.query_log
         for name, doc, value in (
             ("lines", "Query log lines written", qlog.written if qlog else 0),
