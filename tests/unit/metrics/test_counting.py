@@ -3,16 +3,26 @@
 from __future__ import annotations
 
 import subprocess
+from bisect import bisect_left
 
 from dnslib import QTYPE, RCODE, RR, A, DNSRecord
 from prometheus_client import generate_latest
 
 from dnsd.metrics.collector import Sources, build_registry, repair_kind
-from dnsd.metrics.counters import ApiStats, StatsBook, UpstreamStats, primary_networks
+from dnsd.metrics.counters import (
+    LATENCY_BOUNDS,
+    SETTLE_AFTER,
+    ApiStats,
+    QueryStats,
+    StatsBook,
+    UpstreamStats,
+    primary_networks,
+)
 from dnsd.metrics.outcome import (
     CACHED,
     FORWARDED,
     LOCAL,
+    NODATA,
     OUTCOMES,
     kind_of,
     outcome_of,
@@ -58,11 +68,24 @@ def test_a_batch_counts_hits_fresh_replies_and_drops_with_the_batch_latency():
     hit = reply("web")[2:]
     stats.batch([hit, hit, hit], [reply("web", "MX", answers=0)], 2, 0.0003)
     stats.batch([hit], [], 0, 0.00002)
+    assert sum(stats.counts) == 2  # only drops are counted at once; the rest when settled
+    stats.settle()
     by_label = {split_kind(k): n for k, n in enumerate(stats.counts) if n}
     assert by_label == {("A", "cached"): 4, ("MX", "nodata"): 1, ("other", "dropped"): 2}
     assert stats.cache_hits == 4
     assert sum(stats.latency[CACHED].buckets) == 4
+    # 0.0003 s: the 3 hits share their bucket with the fresh NODATA reply, by count
     assert abs(stats.latency[CACHED].sum - (3 * 0.0003 + 0.00002)) < 1e-12
+    assert abs(stats.latency[NODATA].sum - 0.0003) < 1e-12
+    assert stats.latency[CACHED].buckets[bisect_left(LATENCY_BOUNDS, 0.00002)] == 1
+
+
+def test_much_pending_is_settled_without_a_scrape():
+    stats = QueryStats("c" * 64)
+    hit = reply("web")[2:]
+    for _ in range(SETTLE_AFTER // 64 + 1):
+        stats.batch([hit] * 64, [], 0, 0.0001)
+    assert sum(stats.counts) > SETTLE_AFTER
 
 
 def test_stopped_listeners_keep_their_counts_under_their_network():
