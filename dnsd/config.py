@@ -13,6 +13,9 @@ FORWARD_DEADLINE_S = 5.0  # a client always gets an answer (SERVFAIL at worst) w
 MAX_INFLIGHT_FORWARDS = 1024  # per sandbox; REFUSED past it (moby's limit)
 QUERY_LOG_MAX_MB = 100.0  # the log file is rotated to PATH.1 before it passes this
 RECONCILE_INTERVAL_S = 10.0
+CACHE_SIZE = 10_000  # forwarded answers remembered (entries, LRU); 0: no cache
+CACHE_MAX_TTL = 300
+CACHE_MAX_NEGATIVE_TTL = 60
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +37,10 @@ class DaemonConfig:
     metrics_listen: str | None = None  # HOST:PORT of a /metrics listener without token
     query_log: str | None = None  # PATH, or "-" for stdout
     query_log_max_mb: float = QUERY_LOG_MAX_MB
+    cache_size: int = CACHE_SIZE
+    cache_max_ttl: int = CACHE_MAX_TTL
+    cache_max_negative_ttl: int = CACHE_MAX_NEGATIVE_TTL
+    cache_stale_s: float = 0.0  # serve-stale window (RFC 8767); 0: off
     store: str | None = None  # None: SQLite in the state directory
     cluster: ClusterOptions = field(default_factory=ClusterOptions)
 

@@ -23,6 +23,7 @@ OPT_MTU = "com.docker.network.driver.mtu"
 OPT_BRIDGE_MTU = OPT_PREFIX + "mtu"
 OPT_INTERNAL = "com.docker.network.internal"
 OPT_DNS_TTL = "dnsd.dns_ttl"
+OPT_DNS_CACHE = "dnsd.dns_cache"  # false: this network's sandboxes bypass the forward cache
 OPT_IFNAME = "com.docker.network.endpoint.ifname"  # an endpoint DriverOpt (Docker 26+)
 
 
@@ -71,6 +72,8 @@ class NetworkRequest:
                 kw["mtu"] = _int_option(options[key], key, 68, 65535)
         if OPT_NAME in options:
             kw["bridge"] = options[OPT_NAME]
+        if OPT_DNS_CACHE in options:
+            _bool_option(options[OPT_DNS_CACHE], OPT_DNS_CACHE)  # kept in `options`, checked here
         if OPT_DNS_TTL in options:
             kw["dns_ttl"] = _int_option(options[OPT_DNS_TTL], OPT_DNS_TTL, 0, 2**31 - 1)
         req = cls(
@@ -201,6 +204,12 @@ def _address(value: object, version: int | None, field: str) -> str:
     if version is not None and addr.version != version:
         raise InvalidArgument(f"{value!r} is not an IPv{version} address", field=field)
     return str(addr)
+
+
+def dns_cache_enabled(options: tuple[tuple[str, str], ...]) -> bool:
+    """A network's `dnsd.dns_cache` option (default true)."""
+    value = dict(options).get(OPT_DNS_CACHE)
+    return True if value is None else _bool_option(value, OPT_DNS_CACHE)
 
 
 def _bool_option(value: str, key: str) -> bool:

@@ -12,6 +12,9 @@ from netcore.store.etcd import DEFAULT_HOST_TTL_S
 from .. import __version__
 from ..cni.install import add_parser as add_cni_parser
 from ..config import (
+    CACHE_MAX_NEGATIVE_TTL,
+    CACHE_MAX_TTL,
+    CACHE_SIZE,
     DEFAULT_API_SOCKET,
     DEFAULT_STATE_DIR,
     FORWARD_DEADLINE_S,
@@ -128,6 +131,15 @@ def _add_serve(sub: Any) -> None:
                             "help": "forwarded queries/s per sandbox (default: unlimited)"}),
         ("--reconcile-interval", {"type": float, "default": RECONCILE_INTERVAL_S, "metavar": "S",
                                   "help": "how often the kernel is checked against the state"}),
+        ("--cache-size", {"type": int, "default": CACHE_SIZE, "metavar": "N",
+                          "help": "forwarded answers cached (LRU); 0 turns the cache off"}),
+        ("--cache-max-ttl", {"type": int, "default": CACHE_MAX_TTL, "metavar": "S",
+                             "help": "longest a forwarded answer is cached"}),
+        ("--cache-max-negative-ttl", {"type": int, "default": CACHE_MAX_NEGATIVE_TTL,
+                                      "metavar": "S", "help": "longest for NXDOMAIN/NODATA"}),
+        ("--cache-stale", {"default": "0", "metavar": "DURATION",
+                           "help": "serve expired answers this long (e.g. 1h) when every "
+                                   "upstream fails (RFC 8767; default: off)"}),
         ("--store", {"metavar": "URL", "help": "sqlite://PATH (default: STATE_DIR/state.db), "
                      "memory://, or etcd://HOST:PORT[,HOST:PORT...][/PREFIX] for several hosts"}),
         ("--host-id", {"metavar": "NAME", "help": "this host in the cluster (default: hostname)"}),

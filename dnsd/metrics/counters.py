@@ -72,6 +72,7 @@ class QueryStats:
         "_hits",
         "_kinds",
         "_pending",
+        "_recalled",
         "_seconds",
         "cache_hits",
         "counts",
@@ -92,14 +93,21 @@ class QueryStats:
         # Not yet settled, per latency bucket: cached reply -> how often; fresh replies; seconds.
         self._hits: list[dict[bytes, int]] = [{} for _ in range(_N_BUCKETS)]
         self._fresh: list[list[bytes]] = [[] for _ in range(_N_BUCKETS)]
+        self._recalled: list[list[bytes]] = [[] for _ in range(_N_BUCKETS)]
         self._seconds = [0.0] * _N_BUCKETS
         self._pending = 0
 
     def batch(
-        self, hits: Sequence[bytes], fresh: Sequence[bytes], dropped: int, seconds: float
+        self,
+        hits: Sequence[bytes],
+        fresh: Sequence[bytes],
+        dropped: int,
+        seconds: float,
+        recalled: Sequence[bytes] = (),
     ) -> None:
         """One batch answered in `seconds`: `hits` are reply-cache bodies (replies without their
-        id), `fresh` whole local replies, `dropped` datagrams not answered."""
+        id), `fresh` whole local replies, `dropped` datagrams not answered, `recalled` whole
+        forwarded replies from the forward cache."""
         bucket = bisect_left(LATENCY_BOUNDS, seconds)
         if len(hits) > 4:
             _count_elements(self._hits[bucket], hits)
@@ -109,7 +117,9 @@ class QueryStats:
                 tally[body] = tally.get(body, 0) + 1
         if fresh:
             self._fresh[bucket].extend(fresh)
-        n = len(hits) + len(fresh)
+        if recalled:
+            self._recalled[bucket].extend(recalled)
+        n = len(hits) + len(fresh) + len(recalled)
         self._seconds[bucket] += seconds * n
         if dropped:
             self.counts[OTHER_QTYPE * N_OUTCOMES + DROPPED] += dropped
@@ -118,6 +128,8 @@ class QueryStats:
             self.settle()
         if self.log is not None:
             self.log.offer_batch(self, hits, fresh, seconds)
+            for reply in recalled:
+                self.log.offer(self, reply, 2, CACHED, seconds, None)
 
     def settle(self) -> None:
         """Classify what `batch` tallied (thread: the loop's; the collector calls it)."""
@@ -125,8 +137,8 @@ class QueryStats:
             return
         counts, kinds, latency = self.counts, self._kinds, self.latency
         for bucket in range(_N_BUCKETS):
-            tally, fresh = self._hits[bucket], self._fresh[bucket]
-            if not tally and not fresh:
+            tally, fresh, recalled = self._hits[bucket], self._fresh[bucket], self._recalled[bucket]
+            if not tally and not fresh and not recalled:
                 continue
             seen = [0] * N_OUTCOMES
             for body, n in tally.items():
@@ -138,10 +150,11 @@ class QueryStats:
                 counts[kind] += n
                 seen[kind % N_OUTCOMES] += n
                 self.cache_hits += n
-            for reply in fresh:
-                kind = kind_of(reply, 2, LOCAL)
-                counts[kind] += 1
-                seen[kind % N_OUTCOMES] += 1
+            for replies, positive in ((fresh, LOCAL), (recalled, CACHED)):
+                for reply in replies:
+                    kind = kind_of(reply, 2, positive)
+                    counts[kind] += 1
+                    seen[kind % N_OUTCOMES] += 1
             mean = self._seconds[bucket] / max(sum(seen), 1)
             for outcome, n in enumerate(seen):
                 if n:
@@ -149,6 +162,7 @@ class QueryStats:
                     latency[outcome].sum += mean * n
             self._hits[bucket] = {}
             self._fresh[bucket] = []
+            self._recalled[bucket] = []
             self._seconds[bucket] = 0.0
         self._pending = 0
 

@@ -3,7 +3,8 @@
 No asyncio transport: `loop.add_reader` plus recvmmsg/sendmmsg (mmsg.py) reads a batch of
 queries with one system call and sends their answers with another, instead of a callback and
 two system calls per datagram (issue 5's measurements). Works the same on asyncio and uvloop.
-Local answers are sent from the callback; forwards become tasks.
+Local answers and the forward cache's hits are sent from the callback; forwards that miss
+the cache become tasks.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ class UdpServer:
         self.stats = stats  # counted once per batch (metrics); None: counting off
         self._hits: list[bytes] = []  # the current batch's cached and fresh local replies
         self._fresh: list[bytes] = []
+        self._recalled: list[bytes] = []  # forwarded answers from the forward cache
         self._rng = random.Random()
         self._cache = ReplyCache()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -75,9 +77,10 @@ class UdpServer:
         sid, rng = self.sandbox_id, self._rng
         view = self.handler.view
         remembered = cache.entries(view).get  # the hot path: one slice, one lookup
+        forward_cached = self.handler.cached
         queue_reply, flush = batch.queue_reply, batch.flush
-        stats, hits, fresh = self.stats, self._hits, self._fresh
-        hit, miss = hits.append, fresh.append
+        stats, hits, fresh, forwarded = self.stats, self._hits, self._fresh, self._recalled
+        hit, miss, recalled = hits.append, fresh.append, forwarded.append
         for _ in range(ROUNDS):
             try:
                 packets = batch.recv(fd)
@@ -93,15 +96,19 @@ class UdpServer:
                     hit(body)
                 else:
                     decision = answer(packet, sid, view, tcp=False, rng=rng)
-                    if type(decision) is Forward:
-                        self._spawn_forward(packet, decision, batch.sender(index))
-                        continue
-                    if type(decision) is not Reply:
+                    if type(decision) is Reply:
+                        reply = decision.data
+                        miss(reply)
+                        cache.put(packet, reply, view)
+                    elif type(decision) is Forward:
+                        reply = forward_cached(decision, sid)  # a hit costs no task either
+                        if reply is None:
+                            self._spawn_forward(packet, decision, batch.sender(index))
+                            continue
+                        recalled(reply)
+                    else:
                         dropped += 1
                         continue  # Drop
-                    reply = decision.data
-                    miss(reply)
-                    cache.put(packet, reply, view)
                 if not queue_reply(fd, index, reply):
                     self._send_alone(reply, batch.sender(index))
                     continue
@@ -111,9 +118,10 @@ class UdpServer:
                     queued = 0
             flush(fd)
             if stats is not None and packets:  # the one counting call of a batch
-                stats.batch(hits, fresh, dropped, monotonic() - started)
+                stats.batch(hits, fresh, dropped, monotonic() - started, forwarded)
             hits.clear()
             fresh.clear()
+            forwarded.clear()
             if len(packets) < batch.size:
                 return
 

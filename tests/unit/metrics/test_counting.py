@@ -80,6 +80,14 @@ def test_a_batch_counts_hits_fresh_replies_and_drops_with_the_batch_latency():
     assert stats.latency[CACHED].buckets[bisect_left(LATENCY_BOUNDS, 0.00002)] == 1
 
 
+def test_answers_from_the_forward_cache_count_as_cached():
+    stats = QueryStats("d" * 64)
+    stats.batch([], [], 0, 0.0001, [reply("ext.test"), reply("gone.test", rcode="NXDOMAIN")])
+    stats.settle()
+    by_label = {split_kind(k): n for k, n in enumerate(stats.counts) if n}
+    assert by_label == {("A", "cached"): 1, ("A", "nxdomain"): 1}
+
+
 def test_much_pending_is_settled_without_a_scrape():
     stats = QueryStats("c" * 64)
     hit = reply("web")[2:]
