@@ -41,6 +41,10 @@ class DaemonConfig:
     cache_max_ttl: int = CACHE_MAX_TTL
     cache_max_negative_ttl: int = CACHE_MAX_NEGATIVE_TTL
     cache_stale_s: float = 0.0  # serve-stale window (RFC 8767); 0: off
+    # Names from the host (dnsd.hostdns): raw flag values, checked when the daemon starts.
+    host_dns: tuple[str, ...] = ()  # ADDR[:PORT] listeners in the daemon's namespace
+    host_dns_domain: str | None = None
+    host_hosts_file: str | None = None
     store: str | None = None  # None: SQLite in the state directory
     cluster: ClusterOptions = field(default_factory=ClusterOptions)
 

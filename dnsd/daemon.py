@@ -25,6 +25,7 @@ from .config import DaemonConfig
 from .follower import Follower
 from .forward.forwarder import Forwarder
 from .forward.health import UpstreamHealth
+from .hostdns.service import HostDns, HostDnsConfig
 from .metrics.collector import build_registry
 from .metrics.counters import ApiStats, StatsBook
 from .metrics.exposition import metrics_app
@@ -73,6 +74,7 @@ async def serve(config: DaemonConfig, ready: asyncio.Event | None = None) -> int
 
 async def _serve(config: DaemonConfig, ready: asyncio.Event | None, fresh: bool) -> int:
     loop = asyncio.get_running_loop()
+    host_config = HostDnsConfig.from_daemon(config)  # bad --host-dns: exit 1 before any work
     store = await asyncio.to_thread(open_store, config.store_url, config.cluster)
     kernel = LinuxKernel()
     registry = Registry(store)
@@ -116,6 +118,7 @@ async def _serve(config: DaemonConfig, ready: asyncio.Event | None, fresh: bool)
         raise
     await asyncio.to_thread(follower.on_snapshot, registry.snapshot(), force=True)
     await asyncio.to_thread(follower.clear_stale_redirects)
+    host_dns = await _start_host_dns(host_config, registry) if host_config.enabled else None
     if query_log is not None:
         query_log.sandbox_name = follower.sandbox_name
         query_log.start()
@@ -164,6 +167,8 @@ async def _serve(config: DaemonConfig, ready: asyncio.Event | None, fresh: bool)
     for runner in runners:
         await runner.cleanup()
     await follower.close()
+    if host_dns is not None:
+        await host_dns.close()
     if query_log is not None:
         await asyncio.to_thread(query_log.close)
     store.close()
@@ -171,6 +176,16 @@ async def _serve(config: DaemonConfig, ready: asyncio.Event | None, fresh: bool)
     with contextlib.suppress(OSError):
         os.unlink(config.api_socket)
     return 0
+
+
+async def _start_host_dns(config: HostDnsConfig, registry: Registry) -> HostDns:
+    """Names from the host: bound once the bridges are up (a gateway may be an address)."""
+    host_dns = HostDns(config)
+    host_dns.bind()
+    registry.subscribe(host_dns.on_snapshot)
+    await host_dns.start()
+    await asyncio.to_thread(host_dns.on_snapshot, registry.snapshot())
+    return host_dns
 
 
 async def _watch_host_file(config: DaemonConfig, follower: Follower) -> None:

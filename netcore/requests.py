@@ -107,10 +107,13 @@ class ConnectRequest:
     ipv6: str | None = None
     mac: str | None = None
     ifname: str | None = None  # name inside the sandbox (a CNI runtime's CNI_IFNAME); None: ethN
+    links: tuple[tuple[str, str], ...] = ()  # (target sandbox ref, alias); see parse_links
 
     def __post_init__(self) -> None:
         for alias in self.aliases:
             validate_dns_name(alias, "Aliases")
+        for _, alias in self.links:
+            validate_dns_name(alias, "Links")
         if self.ifname is not None:
             validate_ifname(self.ifname, OPT_IFNAME)
         if self.ipv4 is not None:
@@ -161,6 +164,19 @@ class SandboxRequest:
                     f"host port {port.host_port}/{port.proto} given twice", field="PortBindings"
                 )
             seen.add(key)
+
+
+def parse_links(values: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    """Docker's `["target:alias"]` (or `"target"`, aliased by its own name) as pairs."""
+    out: list[tuple[str, str]] = []
+    for value in values:
+        target, _, alias = value.partition(":")
+        target = target.lstrip("/")  # Docker also writes "/target:/linker/alias"
+        alias = alias.rpartition("/")[2] or target
+        if not target:
+            raise InvalidArgument(f"{value!r}: use TARGET[:ALIAS]", field="Links")
+        out.append((target, alias))
+    return tuple(dict.fromkeys(out))
 
 
 def parse_port_bindings(value: Any) -> tuple[PortBinding, ...]:

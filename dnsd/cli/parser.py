@@ -140,6 +140,12 @@ def _add_serve(sub: Any) -> None:
         ("--cache-stale", {"default": "0", "metavar": "DURATION",
                            "help": "serve expired answers this long (e.g. 1h) when every "
                                    "upstream fails (RFC 8767; default: off)"}),
+        ("--host-dns", {**MANY, "metavar": "ADDR[:PORT]",
+                        "help": "answer <name>.<network> for the host here (repeat)"}),
+        ("--host-dns-domain", {"metavar": "DOMAIN",
+                               "help": "also answer <name>.<network>.DOMAIN"}),
+        ("--host-hosts-file", {"metavar": "PATH",
+                               "help": "keep a hosts file of <name>.<network> here"}),
         ("--store", {"metavar": "URL", "help": "sqlite://PATH (default: STATE_DIR/state.db), "
                      "memory://, or etcd://HOST:PORT[,HOST:PORT...][/PREFIX] for several hosts"}),
         ("--host-id", {"metavar": "NAME", "help": "this host in the cluster (default: hostname)"}),
@@ -203,6 +209,7 @@ def _add_network(sub: Any, conn: argparse.ArgumentParser, fmt: argparse.Argument
         ("--ip", {"help": "IPv4 address (default: the next free one)"}),
         ("--ip6", {"help": "IPv6 address"}),
         ("--mac", {"help": "MAC address (default: 02:42 and the IPv4 address)"}),
+        ("--link", {**MANY, "metavar": "TARGET[:ALIAS]", "help": "Docker's legacy link (repeat)"}),
     )  # fmt: skip
     _command(
         net, "disconnect", lambda c, a: c.disconnect(a.network, a.sandbox, force=a.force),
@@ -229,6 +236,8 @@ def _add_sandbox(sub: Any, conn: argparse.ArgumentParser, fmt: argparse.Argument
                                "(default: %(default)s)"}),
         ("--alias", {**MANY, "help": "name on --network (repeat)"}),
         ("--ip", {"help": "address on --network"}),
+        ("--link", {**MANY, "metavar": "TARGET[:ALIAS]",
+                    "help": "Docker's legacy link on --network (repeat)"}),
         ("--dns", {**MANY, "metavar": "IP", "help": "own upstream servers (repeat)"}),
         ("--dns-search", {**MANY, "metavar": "DOMAIN", "help": "resolv.conf search domain"}),
         ("--dns-option", {**MANY, "metavar": "OPTION", "help": "resolv.conf option"}),

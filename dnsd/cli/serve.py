@@ -61,6 +61,9 @@ def serve_config(args: argparse.Namespace) -> DaemonConfig:
             args.cache_max_negative_ttl, "--cache-max-negative-ttl"
         ),
         cache_stale_s=duration(args.cache_stale, "--cache-stale"),
+        host_dns=tuple(args.host_dns),
+        host_dns_domain=args.host_dns_domain,
+        host_hosts_file=args.host_hosts_file,
         store=_store_url(args.store),
         cluster=_cluster(args),
     )
