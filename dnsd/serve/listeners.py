@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from netcore.kernel.base import Kernel, NetnsWorker
 
+from ..metrics.counters import QueryStats
 from .handler import QueryHandler
 from .pair import ServerPair
 
@@ -130,8 +131,14 @@ class SocketPool:
 
 
 class SandboxListener(ServerPair):
-    def __init__(self, sandbox_id: str, sockets: SandboxSockets, handler: QueryHandler) -> None:
-        super().__init__(sockets.udp, sockets.tcp, sandbox_id, handler)
+    def __init__(
+        self,
+        sandbox_id: str,
+        sockets: SandboxSockets,
+        handler: QueryHandler,
+        stats: QueryStats | None = None,
+    ) -> None:
+        super().__init__(sockets.udp, sockets.tcp, sandbox_id, handler, stats)
         self.sandbox_id = sandbox_id
         self.sockets = sockets
         # Forwarded queries leave from the sandbox's namespace: their sockets come from here.

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import socket
 
+from ..metrics.counters import QueryStats
 from .handler import QueryHandler
 from .tcp import TcpServer
 from .udp import UdpServer
@@ -17,10 +18,16 @@ from .udp import UdpServer
 
 class ServerPair:
     def __init__(
-        self, udp: socket.socket, tcp: socket.socket, asker: str, handler: QueryHandler
+        self,
+        udp: socket.socket,
+        tcp: socket.socket,
+        asker: str,
+        handler: QueryHandler,
+        stats: QueryStats | None = None,
     ) -> None:
-        self.udp = UdpServer(udp, asker, handler)
-        self.tcp = TcpServer(tcp, asker, handler)
+        self.stats = stats  # what UDP and TCP count into (None: metrics off)
+        self.udp = UdpServer(udp, asker, handler, stats)
+        self.tcp = TcpServer(tcp, asker, handler, stats=stats)
 
     async def serve(self) -> None:
         """Start both servers (on the event loop)."""
