@@ -128,13 +128,17 @@ def test_remote_connect_and_disconnect_reach_every_fdb_within_a_second(cluster):
         )
         net = shape["Networks"]["ov"]
         mac, ip = net["MacAddress"], net["IPAddress"]
-        present = _time_until(cluster, "ac", lambda x, m=mac, i=ip: _fdb_and_neigh(cluster, x, m, i))
+        present = _time_until(
+            cluster, "ac", lambda x, m=mac, i=ip: _fdb_and_neigh(cluster, x, m, i)
+        )
         cluster.hosts["b"].ok(
             "POST",
             "/networks/ov/disconnect",
             {"Container": cluster.hosts["b"].sandbox_name("mover")},
         )
-        gone = _time_until(cluster, "ac", lambda x, m=mac, i=ip: not _fdb_and_neigh(cluster, x, m, i))
+        gone = _time_until(
+            cluster, "ac", lambda x, m=mac, i=ip: not _fdb_and_neigh(cluster, x, m, i)
+        )
         timings.append((present, gone))
         # A correctness bound only (the latency figures are the benchmark's).
         assert max(present.values()) < 1.0, (timings, cluster.describe())
