@@ -86,6 +86,9 @@ class EtcdStore:
         self._own_sandboxes: dict[str, dict[str, Any]] = {}
         self._claims: dict[str, str] = {}  # connect intent id -> the ip key it claimed
         self._published: set[str] = set()
+        # Endpoints of ours whose address another host took while this one was down: their
+        # records are gone; `load` hands them over once so that reconcile clears the kernel.
+        self.dropped: dict[str, dict[str, Any]] = {}
         self.seen_revision = 0  # the cluster revision the registry's view reflects
         self._apply: Apply | None = None
         self._follower = None
@@ -136,6 +139,8 @@ class EtcdStore:
                 assert isinstance(op, Put)
                 data.setdefault(op.kind, {})[op.id] = op.body
         self.seen_revision = revision
+        if self.dropped:
+            data["dropped_endpoint"], self.dropped = self.dropped, {}
         return data
 
     def commit(self, ops: Sequence[Op]) -> None:

@@ -203,60 +203,58 @@ class EtcdClient:
     def watch(
         self, key: str, range_end: str, start_revision: int, opened: Callable[[socket.socket], None]
     ) -> Iterator[tuple[int, list[WatchEvent]]]:
-        """(revision, events) batches from `start_revision` on, until the stream breaks
-        (raises EtcdUnavailable; `opened` gets the socket, whose shutdown ends the stream).
-        Raises `Compacted` when the revision is gone."""
+        """(revision, events) batches from `start_revision` on, until the stream breaks or goes
+        silent (raises EtcdUnavailable; `opened` gets the socket, whose shutdown ends the
+        stream). Raises `Compacted` when the revision is gone. See etcd_watch.py."""
+        from .etcd_watch import WatchStream
+
         endpoint = self._ordered()[0]
-        try:
-            conn = self._connection(endpoint, self.options.timeout_s)
-            conn.connect()
-            assert conn.sock is not None
-            opened(conn.sock)
-            body = {
-                "create_request": {
-                    "key": b64(key),
-                    "range_end": b64(range_end),
-                    "start_revision": start_revision,
-                    "progress_notify": True,
-                }
+        body = {
+            "create_request": {
+                "key": b64(key),
+                "range_end": b64(range_end),
+                "start_revision": start_revision,
+                "progress_notify": True,
             }
-            conn.request("POST", "/v3/watch", json.dumps(body), self._headers(endpoint))
-            resp = conn.getresponse()
-            conn.sock.settimeout(None)  # a quiet cluster sends nothing for minutes
-        except (OSError, http.client.HTTPException) as exc:
+        }
+        stream = None
+        try:
+            stream = WatchStream.open(
+                endpoint,
+                body,
+                self._headers(endpoint),
+                timeout=self.options.timeout_s,
+                tls=self._ssl,
+                opened=opened,
+            )
+            for result in stream.messages():
+                yield self._batch(result)
+        except (OSError, ValueError) as exc:
             self._preferred = (self._preferred + 1) % len(self.options.endpoints)
             raise EtcdUnavailable(f"etcd watch on {endpoint}: {exc}") from exc
-        try:
-            yield from self._read_stream(resp)
-        except (OSError, http.client.HTTPException, ValueError) as exc:
-            self._preferred = (self._preferred + 1) % len(self.options.endpoints)
-            raise EtcdUnavailable(f"etcd watch on {endpoint} broke: {exc}") from exc
         finally:
-            conn.close()
+            if stream is not None:
+                stream.close()
 
     @staticmethod
-    def _read_stream(resp: http.client.HTTPResponse) -> Iterator[tuple[int, list[WatchEvent]]]:
-        buffer = b""
-        while True:
-            chunk = resp.read1(65536)
-            if not chunk:
-                raise OSError("stream closed")
-            buffer += chunk
-            while b"\n" in buffer:
-                line, buffer = buffer.split(b"\n", 1)
-                if not line.strip():
-                    continue
-                result = json.loads(line).get("result")
-                if result is None:
-                    raise OSError(f"watch error: {line[:200]!r}")
-                if int(result.get("compact_revision", 0)):
-                    raise Compacted(int(result["compact_revision"]))
-                if result.get("canceled"):
-                    raise OSError(f"watch canceled: {result.get('cancel_reason', '')}")
-                events = [
-                    WatchEvent(e.get("type", "PUT"), _kv(e["kv"])) for e in result.get("events", [])
-                ]
-                yield int(result["header"]["revision"]), events
+    def _batch(result: dict[str, Any]) -> tuple[int, list[WatchEvent]]:
+        """(the revision up to which every event has now been delivered, the events).
+
+        A reply to the create request tells the current revision, not what was sent: 0. A
+        batch of events is complete up to its last event; a progress reply up to its header.
+        """
+        if "header" not in result:
+            raise OSError(f"watch error: {str(result)[:200]}")
+        if int(result.get("compact_revision", 0)):
+            raise Compacted(int(result["compact_revision"]))
+        if result.get("canceled"):
+            raise OSError(f"watch canceled: {result.get('cancel_reason', '')}")
+        events = [WatchEvent(e.get("type", "PUT"), _kv(e["kv"])) for e in result.get("events", [])]
+        if events:
+            return max(e.kv.mod_revision for e in events), events
+        if result.get("created"):
+            return 0, events
+        return int(result["header"]["revision"]), events
 
 
 class Compacted(Exception):

@@ -107,11 +107,12 @@ class HostLease:
                 continue
             log.error(
                 "address %s of endpoint %s was taken by another host while this one was down: "
-                "endpoint dropped",
+                "endpoint dropped (reconcile removes its veth)",
                 endpoint["ipv4"],
                 endpoint["id"][:12],
             )
             client.txn([], [delete_op(kv.key)])
+            store.dropped[endpoint["id"]] = endpoint
 
     def _keep(self) -> None:
         interval = self.ttl_s / 3
