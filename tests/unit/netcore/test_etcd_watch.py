@@ -31,10 +31,12 @@ class FakeGateway:
         self.endpoint = f"127.0.0.1:{self.listener.getsockname()[1]}"
         self.progress_requests = 0
         self.quiet = threading.Event()
-        threading.Thread(target=self._serve, daemon=True).start()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
 
     def _serve(self) -> None:
-        conn, _ = self.listener.accept()
+        with self.listener:
+            conn, _ = self.listener.accept()
         with conn:
             received = b""
             while b"create_request" not in received:
@@ -78,3 +80,4 @@ def test_idle_stream_sends_progress_requests_and_a_silent_one_is_declared_dead()
         assert 0.4 < time.monotonic() - started < 2
     finally:
         stream.close()
+        gateway.thread.join(timeout=2)
