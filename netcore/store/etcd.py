@@ -84,7 +84,7 @@ class EtcdStore:
         self.globals: dict[str, dict[str, Any]] = {}  # overlay network id -> body
         self.own_endpoints: dict[str, dict[str, Any]] = {}  # on overlays, by id
         self._own_sandboxes: dict[str, dict[str, Any]] = {}
-        self._claims: dict[str, str] = {}  # connect intent id -> the ip key it claimed
+        self._claims: dict[str, list[str]] = {}  # connect intent id -> the ip keys it claimed
         self._published: set[str] = set()
         # Endpoints of ours whose address another host took while this one was down: their
         # records are gone; `load` hands them over once so that reconcile clears the kernel.
@@ -113,6 +113,11 @@ class EtcdStore:
 
     def ip_key(self, network_id: str, ip: str) -> str:
         return f"{self.glob}ips/{network_id}/{ip}"
+
+    def ip_keys(self, endpoint: dict[str, Any]) -> list[str]:
+        """The claim keys of an endpoint's addresses: IPv4, and IPv6 on a dual-stack overlay."""
+        addresses = [endpoint["ipv4"], endpoint.get("ipv6")]
+        return [self.ip_key(endpoint["network_id"], a) for a in addresses if a]
 
     def endpoint_key(self, network_id: str, endpoint_id: str) -> str:
         return f"{self.glob}endpoints/{network_id}/{endpoint_id}"
@@ -202,33 +207,33 @@ class EtcdStore:
         if isinstance(op, Delete):
             claimed = self._claims.get(op.id)
             if claimed is not None:
-                mine = self.own_endpoints.values()
-                held = {self.ip_key(e["network_id"], e["ipv4"]) for e in mine}
-                if claimed not in held | self._published:
-                    success.append(delete_op(claimed))  # a rolled back connect: released
+                held = {k for e in self.own_endpoints.values() for k in self.ip_keys(e)}
+                for key in claimed:
+                    if key not in held | self._published:
+                        success.append(delete_op(key))  # a rolled back connect: released
                 after.append(lambda: self._claims.pop(op.id, None))
             return
         endpoint = op.body.get("endpoint")
         if op.body.get("op") != "connect" or endpoint["network_id"] not in self.globals:
             return
-        ip_key = self.ip_key(endpoint["network_id"], endpoint["ipv4"])
-        compare.append(absent(ip_key))
-        success.append(put_op(ip_key, self.owner_value(op.id), self.lease.id))
-        after.append(lambda: self._claims.__setitem__(op.id, ip_key))
+        keys = self.ip_keys(endpoint)
+        compare += [absent(k) for k in keys]
+        success += [put_op(k, self.owner_value(op.id), self.lease.id) for k in keys]
+        after.append(lambda: self._claims.__setitem__(op.id, keys))
 
     def _endpoint_op(self, op: Op, success: list, after: list) -> None:
         if isinstance(op, Put):
             if op.body["network_id"] not in self.globals:
                 return
             success += self.publish_ops(op.body)
-            self._published.add(self.ip_key(op.body["network_id"], op.body["ipv4"]))
+            self._published.update(self.ip_keys(op.body))
             after.append(lambda: self.own_endpoints.__setitem__(op.id, op.body))
             return
         endpoint = self.own_endpoints.get(op.id)
         if endpoint is None:
             return
         success.append(delete_op(self.endpoint_key(endpoint["network_id"], op.id)))
-        success.append(delete_op(self.ip_key(endpoint["network_id"], endpoint["ipv4"])))
+        success += [delete_op(k) for k in self.ip_keys(endpoint)]
         after.append(lambda: self.own_endpoints.pop(op.id, None))
 
     def publish_ops(self, endpoint: dict[str, Any]) -> list[dict[str, Any]]:
@@ -246,7 +251,7 @@ class EtcdStore:
         net, eid = endpoint["network_id"], endpoint["id"]
         return [
             put_op(self.endpoint_key(net, eid), json.dumps(value, sort_keys=True), self.lease.id),
-            put_op(self.ip_key(net, endpoint["ipv4"]), self.owner_value(eid), self.lease.id),
+            *(put_op(k, self.owner_value(eid), self.lease.id) for k in self.ip_keys(endpoint)),
         ]
 
     # --- following the cluster ---

@@ -144,3 +144,32 @@ def test_remote_connect_and_disconnect_reach_every_fdb_within_a_second(cluster):
         assert max(present.values()) < 1.0, (timings, cluster.describe())
         assert max(gone.values()) < 1.0, (timings, cluster.describe())
     print("fdb timings (connect, disconnect) per host, s:", timings)
+
+
+def test_dual_stack_overlay_claims_ipv6_cluster_wide_under_concurrent_connects(cluster):
+    from concurrent.futures import ThreadPoolExecutor
+
+    ipam = {"Config": [{"Subnet": "10.61.0.0/24"}, {"Subnet": "fd17:61::/64"}]}
+    cluster.hosts["a"].network("ds", Driver="overlay", EnableIPv6=True, IPAM=ipam)
+    for letter in "bc":
+        assert cluster.wait_for(lambda x=letter: _known_on(cluster, x, "ds"), 2)
+
+    def one(i: int) -> tuple[str, str]:
+        letter = "abc"[i % 3]
+        host = cluster.hosts[letter]
+        host.sandbox(f"d{i}")
+        host.connect("ds", f"d{i}", Aliases=[f"d{i}"])
+        net = host.ok("GET", f"/sandboxes/{host.sandbox_name(f'd{i}')}")["Networks"]["ds"]
+        return net["IPAddress"], net["GlobalIPv6Address"]
+
+    with ThreadPoolExecutor(9) as pool:
+        pairs = list(pool.map(one, range(18)))
+    v4, v6 = [p[0] for p in pairs], [p[1] for p in pairs]
+    assert all(v6) and len(set(v6)) == 18, sorted(v6)
+    assert len(set(v4)) == 18, sorted(v4)
+    claims = cluster.keys("/global/ips/")
+    assert sum(":" in k.rsplit("/", 1)[1] for k in claims) == 18, claims
+    # AAAA across hosts from the local view, and IPv6 over the VXLAN (neighbour proxy).
+    assert cluster.wait_for(lambda: cluster.dig("a", "d0", "d1", "AAAA"), 2) == [v6[1]]
+    ping = cluster.hosts["a"].sandbox_exec("d0", "ping", "-6", "-c1", "-W2", v6[1], check=False)
+    assert ping.returncode == 0, ping.stdout + ping.stderr + cluster.describe()
