@@ -90,6 +90,11 @@ class EtcdStore:
         # records are gone; `load` hands them over once so that reconcile clears the kernel.
         self.dropped: dict[str, dict[str, Any]] = {}
         self.seen_revision = 0  # the cluster revision the registry's view reflects
+        # The revision up to which this host knows every overlay network: what the subnet
+        # overlap (and name, VNI) checks of its next network change were made against. Its own
+        # changes advance it at once, so a create right after another is no race.
+        self.networks_revision = 0
+        self._networks_compared = False  # this batch carries the compare against it
         self._apply: Apply | None = None
         self._follower = None
         self.lease = HostLease(self, cluster.host_ttl_s)
@@ -143,7 +148,7 @@ class EtcdStore:
             for op, _rev in translate(self, kv, deleted=False):
                 assert isinstance(op, Put)
                 data.setdefault(op.kind, {})[op.id] = op.body
-        self.seen_revision = revision
+        self.seen_revision = self.networks_revision = revision
         if self.dropped:
             data["dropped_endpoint"], self.dropped = self.dropped, {}
         return data
@@ -153,9 +158,12 @@ class EtcdStore:
         success: list[dict[str, Any]] = []
         after: list[Callable[[], None]] = []  # bookkeeping once the transaction succeeded
         self._published: set[str] = set()  # ip keys an endpoint of this batch now holds
+        self._networks_compared = False
         for op in ops:
             self._translate(op, compare, success, after)
-        ok, _responses, _revision = self.client.txn(compare, success)
+        ok, _responses, revision = self.client.txn(compare, success)
+        if ok and self._networks_compared:  # nobody else touched an overlay meanwhile
+            self.networks_revision = max(self.networks_revision, revision)
         if not ok:
             self.resync()
             raise AllocationConflict(
@@ -189,11 +197,13 @@ class EtcdStore:
     def _network_op(self, op: Op, compare: list, success: list, after: list) -> None:
         body = op.body if isinstance(op, Put) else self.globals[op.id]
         names = (f"{self.glob}names/{body['name']}", f"{self.glob}vnis/{body['vni']}")
+        if not self._networks_compared:
+            # The subnet overlap check saw the overlays up to `networks_revision`.
+            compare.append(unchanged_since(f"{self.glob}networks/", self.networks_revision))
+            self._networks_compared = True
         if isinstance(op, Put):
             if op.id not in self.globals:
                 compare += [absent(k) for k in names]
-                # The subnet overlap check saw the overlays up to `seen_revision`.
-                compare.append(unchanged_since(f"{self.glob}networks/", self.seen_revision))
             success.append(put_op(f"{self.glob}networks/{op.id}", json.dumps(op.body)))
             success += [put_op(k, op.id) for k in names]
             after.append(lambda: self.globals.__setitem__(op.id, op.body))
@@ -274,12 +284,17 @@ class EtcdStore:
         kvs, revision = self.client.range(self.glob, prefix_end(self.glob))
         changes = [c for kv in kvs for c in translate(self, kv, deleted=False)]
         self._apply(changes, revision)
-        self.seen_revision = max(self.seen_revision, revision)
+        self._seen(revision)
 
     def deliver(self, changes: Sequence[RemoteChange], revision: int) -> None:
         if self._apply is not None and changes:
             self._apply(changes, None)
+        self._seen(revision)
+
+    def _seen(self, revision: int) -> None:
+        """The registry now reflects every global key up to `revision`."""
         self.seen_revision = max(self.seen_revision, revision)
+        self.networks_revision = max(self.networks_revision, revision)
 
     def close(self) -> None:
         if self._follower is not None:

@@ -173,3 +173,23 @@ def test_dual_stack_overlay_claims_ipv6_cluster_wide_under_concurrent_connects(c
     assert cluster.wait_for(lambda: cluster.dig("a", "d0", "d1", "AAAA"), 2) == [v6[1]]
     ping = cluster.hosts["a"].sandbox_exec("d0", "ping", "-6", "-c1", "-W2", v6[1], check=False)
     assert ping.returncode == 0, ping.stdout + ping.stderr + cluster.describe()
+
+
+def test_ten_overlays_created_quickly_on_one_host_need_no_retry(cluster):
+    """Back to back on one host (requests in parallel, serialised by the engine): each create
+    sees the previous one at once, so none of them is taken for a race with another host."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    host = cluster.hosts["a"]
+    raced = "allocation raced another host"
+    before = (host.tmp / "daemon.log").read_text().count(raced)
+    with ThreadPoolExecutor(5) as pool:
+        list(pool.map(lambda i: cluster.overlay("a", f"q{i}", f"10.70.{i}.0/24"), range(10)))
+    log = (host.tmp / "daemon.log").read_text()
+    assert log.count(raced) == before, log[-3000:]
+    assert len(cluster.keys("/global/vnis/")) == 10
+    names = {f"q{i}" for i in range(10)}
+    listed = cluster.wait_for(
+        lambda: names <= {n["Name"] for n in cluster.hosts["c"].ok("GET", "/networks")}, 3
+    )
+    assert listed, cluster.describe()

@@ -166,3 +166,41 @@ def test_endpoint_dropped_at_start_loses_its_veth_and_its_default_route(cluster_
     assert again.registry.endpoints[kept.id].is_gateway  # the default route moved
     assert not again.registry.dropped_endpoints
     assert any("was taken by another host" in line for line in again.repairs), again.repairs
+
+
+def test_allocation_retry_pauses_without_the_engine_lock(cluster_engine, monkeypatch):
+    import threading
+
+    from netcore.errors import AllocationConflict
+
+    engine = cluster_engine
+    _overlay(engine)
+    store = engine.registry._store
+    commit = store.commit
+    conflicts = iter([True, True, False, True, False])  # of the connects, in order
+
+    def racing_commit(ops) -> None:
+        connects = [op for op in ops if op.kind == "intent" and isinstance(op, Put)]
+        if any(op.body.get("op") == "connect" for op in connects) and next(conflicts):
+            raise AllocationConflict("another host took it")
+        commit(ops)
+
+    def try_lock() -> None:
+        got = engine._lock.acquire(timeout=1)
+        free.append(got)
+        if got:
+            engine._lock.release()
+
+    def sleep(_seconds: float) -> None:  # the pause: can another thread take the lock?
+        other = threading.Thread(target=try_lock)
+        other.start()
+        other.join()
+
+    free: list[bool] = []
+    monkeypatch.setattr(store, "commit", racing_commit)
+    monkeypatch.setattr("netcore.engine.time.sleep", sleep)
+    engine.create_sandbox(SandboxRequest(name="web"))
+    engine.connect("ov", "web", ConnectRequest())
+    engine.create_sandbox(SandboxRequest(name="db", network_mode="ov"))  # connect inside
+    assert free == [True, True, True]
+    assert len(engine.registry.endpoints) == 2
