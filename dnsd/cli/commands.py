@@ -146,7 +146,13 @@ def remove_each(remove: Callable[[str], None], refs: list[str]) -> int:
 
 def cmd_network_connect(client: ApiClient, args: argparse.Namespace) -> int:
     client.connect(
-        args.network, args.sandbox, aliases=args.alias, ipv4=args.ip, ipv6=args.ip6, mac=args.mac
+        args.network,
+        args.sandbox,
+        aliases=args.alias,
+        ipv4=args.ip,
+        ipv6=args.ip6,
+        mac=args.mac,
+        links=args.link,
     )
     return 0
 
@@ -181,6 +187,7 @@ def cmd_sandbox_create(client: ApiClient, args: argparse.Namespace) -> int:
             network=args.network,
             aliases=args.alias,
             ipv4=args.ip,
+            links=args.link,
         )
     except ValueError as exc:  # a --publish spec the client could not read
         raise UsageError(f"--publish {exc}") from None
