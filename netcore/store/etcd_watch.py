@@ -85,8 +85,9 @@ class WatchStream:
             ]
             sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode())
             sock.sendall(json.dumps(request).encode() + b"\n" + PADDING + b"\n" + _PROGRESS)
-            sock.settimeout(None)
             stream = cls(sock, **kw)
+            # No call may block longer than that: a TLS record cut short, a full send window.
+            sock.settimeout(stream.silence_s)
             stream._read_head(timeout)
             return stream
         except BaseException:
