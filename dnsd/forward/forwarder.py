@@ -38,6 +38,8 @@ from ..core.wire import (
     Query,
     forward_error_reply,
 )
+from ..metrics.answered import answered_by
+from ..metrics.counters import UpstreamStats, upstream_labels
 from .client import SockFactory, UpstreamError, exchange
 from .health import UpstreamHealth, UpstreamLike, health_key
 
@@ -102,10 +104,12 @@ class _WarnThrottle:
 
 
 class _Try:
-    __slots__ = ("failure_recorded", "slot_end", "upstream")
+    __slots__ = ("failure_recorded", "key", "slot_end", "started", "upstream")
 
-    def __init__(self, upstream: UpstreamLike, slot_end: float) -> None:
+    def __init__(self, upstream: UpstreamLike, started: float, slot_end: float) -> None:
         self.upstream = upstream
+        self.key = health_key(upstream)
+        self.started = started
         self.slot_end = slot_end
         self.failure_recorded = False
 
@@ -138,6 +142,11 @@ class Forwarder:
         self._inflight: dict[str, int] = {}
         self._buckets: dict[str, _TokenBucket] = {}
         self._throttle = _WarnThrottle(WARN_INTERVAL_S)
+        self.stats = UpstreamStats()  # read by the metrics collector
+
+    def inflight_total(self) -> int:
+        """Forwards of every sandbox currently waiting on upstreams."""
+        return sum(self._inflight.values())
 
     def inflight(self, sandbox_key: str) -> int:
         """Forwards of this sandbox currently waiting on upstreams."""
@@ -189,6 +198,7 @@ class Forwarder:
 
     def _admit(self, sandbox_key: str, now: float) -> bool:
         if self._inflight.get(sandbox_key, 0) >= self.max_inflight:
+            self.stats.refused["inflight"] += 1
             self._throttle.warn(
                 ("inflight", sandbox_key),
                 now,
@@ -209,6 +219,7 @@ class Forwarder:
             bucket = self._buckets[sandbox_key] = _TokenBucket(burst, now)
         if bucket.take(now, qps, burst):
             return True
+        self.stats.refused["rate"] += 1
         self._throttle.warn(
             ("rate", sandbox_key),
             now,
@@ -253,7 +264,9 @@ class Forwarder:
                         # Called inside exchange(), so a failing factory costs one try only.
                         sock_factory=functools.partial(_open_socket, sock_factory_for, upstream),
                     )
-                    running[loop.create_task(coro)] = _Try(upstream, next_start)
+                    attempt = _Try(upstream, now, next_start)
+                    self.stats.ask(attempt.key)
+                    running[loop.create_task(coro)] = attempt
                     continue
                 if not running:
                     break
@@ -267,6 +280,7 @@ class Forwarder:
                         # Silent for its whole slot: ask it last next time, even if it answers late.
                         attempt.failure_recorded = True
                         self.health.record_failure(attempt.upstream, now)
+                        self.stats.fail(attempt.key)
                 for task in done:
                     attempt = running.pop(task)
                     reply = self._outcome(task, attempt, now)
@@ -295,6 +309,7 @@ class Forwarder:
         except UpstreamError as exc:
             if not attempt.failure_recorded:
                 self.health.record_failure(attempt.upstream, now)
+                self.stats.fail(attempt.key)
             self._throttle.warn(("upstream", health_key(attempt.upstream)), now, "forward: %s", exc)
             return None
         except Exception as exc:  # a bug must cost one try, not the client's answer
@@ -308,6 +323,8 @@ class Forwarder:
             )
             return None
         self.health.record_success(attempt.upstream, now)
+        self.stats.answer(attempt.key, reply, now - attempt.started)
+        answered_by.set(upstream_labels(attempt.key)[0])
         return reply
 
 

@@ -13,13 +13,16 @@ import asyncio
 import logging
 import random
 import socket
+from time import monotonic
 from typing import TYPE_CHECKING
 
 from ..core.answer import Forward, Reply, answer
 from ..core.cache import ReplyCache
+from ..metrics.answered import answered_by
 from .mmsg import Batch
 
 if TYPE_CHECKING:
+    from ..metrics.counters import QueryStats
     from .handler import QueryHandler
 
 log = logging.getLogger(__name__)
@@ -38,10 +41,20 @@ def shared_batch() -> Batch:
 
 
 class UdpServer:
-    def __init__(self, sock: socket.socket, sandbox_id: str, handler: QueryHandler) -> None:
+    def __init__(
+        self,
+        sock: socket.socket,
+        sandbox_id: str,
+        handler: QueryHandler,
+        stats: QueryStats | None = None,
+    ) -> None:
         self.sock = sock
         self.sandbox_id = sandbox_id
         self.handler = handler
+        self.stats = stats  # counted once per batch (metrics); None: counting off
+        self._hits: list[bytes] = []  # the current batch's cached and fresh local replies
+        self._fresh: list[bytes] = []
+        self._recalled: list[bytes] = []  # forwarded answers from the forward cache
         self._rng = random.Random()
         self._cache = ReplyCache()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -66,28 +79,35 @@ class UdpServer:
         remembered = cache.entries(view).get  # the hot path: one slice, one lookup
         forward_cached = self.handler.cached
         queue_reply, flush = batch.queue_reply, batch.flush
+        stats, hits, fresh, forwarded = self.stats, self._hits, self._fresh, self._recalled
+        hit, miss, recalled = hits.append, fresh.append, forwarded.append
         for _ in range(ROUNDS):
             try:
                 packets = batch.recv(fd)
             except OSError as exc:  # e.g. an ICMP error queued on the socket
                 log.debug("udp recv in %s: %s", sid[:12], exc)
                 return
-            queued = 0
+            started = monotonic()
+            queued = dropped = 0
             for index, packet in enumerate(packets):
                 body = remembered(packet[2:])
                 if body is not None:
                     reply = packet[:2] + body
+                    hit(body)
                 else:
                     decision = answer(packet, sid, view, tcp=False, rng=rng)
                     if type(decision) is Reply:
                         reply = decision.data
+                        miss(reply)
                         cache.put(packet, reply, view)
                     elif type(decision) is Forward:
                         reply = forward_cached(decision, sid)  # a hit costs no task either
                         if reply is None:
                             self._spawn_forward(packet, decision, batch.sender(index))
                             continue
+                        recalled(reply)
                     else:
+                        dropped += 1
                         continue  # Drop
                 if not queue_reply(fd, index, reply):
                     self._send_alone(reply, batch.sender(index))
@@ -97,8 +117,17 @@ class UdpServer:
                     flush(fd)
                     queued = 0
             flush(fd)
+            if stats is not None and packets:  # the one counting call of a batch
+                stats.batch(hits, fresh, dropped, monotonic() - started, forwarded)
+            hits.clear()
+            fresh.clear()
+            forwarded.clear()
             if len(packets) < batch.size:
                 return
+
+    @property
+    def cached_replies(self) -> int:
+        return len(self._cache)
 
     def _spawn_forward(self, packet: bytes, decision: Forward, addr: tuple[str, int]) -> None:
         task = asyncio.ensure_future(self._forward(packet, decision, addr))
@@ -112,7 +141,10 @@ class UdpServer:
             log.debug("udp send in %s: %s", self.sandbox_id[:12], exc)
 
     async def _forward(self, packet: bytes, decision: Forward, addr: object) -> None:
+        started = monotonic()
         reply = await self.handler.forward(packet, decision, self.sandbox_id, tcp=False)
+        if self.stats is not None:
+            self.stats.forwarded(reply, monotonic() - started, answered_by.get())
         try:
             self.sock.sendto(reply, addr)
         except OSError as exc:
