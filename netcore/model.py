@@ -10,6 +10,8 @@ import ipaddress
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
+from .healthcheck import Healthcheck, healthcheck_from_dict
+
 IPv4Network = ipaddress.IPv4Network
 IPv6Network = ipaddress.IPv6Network
 IPv4Address = ipaddress.IPv4Address
@@ -98,6 +100,7 @@ class Sandbox:
     resolv_conf_path: str = ""
     hosts_path: str = ""
     created: str = ""
+    healthcheck: Healthcheck | None = None  # run by the daemon; None: no check
 
     @property
     def short_id(self) -> str:
@@ -205,6 +208,7 @@ def sandbox_from_dict(d: dict[str, Any]) -> Sandbox:
         kw[key] = _opt(tuple, kw.get(key))
     kw["extra_hosts"] = _pairs(kw.get("extra_hosts", ()))
     kw["ports"] = tuple(port_from_dict(p) for p in kw.get("ports", ()))
+    kw["healthcheck"] = healthcheck_from_dict(kw.get("healthcheck"))  # absent in old rows
     return Sandbox(**kw)
 
 

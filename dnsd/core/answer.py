@@ -10,6 +10,7 @@ import random
 from dataclasses import dataclass
 
 from . import wire
+from .fitness import EXCLUDED, TASKS_LABEL
 from .view import RecordSet, SandboxZone, ZoneView
 from .wire import MalformedQuery, Query
 
@@ -59,12 +60,29 @@ def answer(
         return Forward(query)
     node = zone.names.get(query.qname_lower)
     if node is None:
+        if query.qname_lower.startswith(TASKS_LABEL):
+            return _tasks(query, zone, tcp, rng)
         return _not_ours(query, zone)
     records = node.get(query.qtype)
     if records is None:
         # The name is ours but has no record of this type: NODATA, never forwarded, or the
         # client might get an upstream NXDOMAIN for a name whose A exists (Docker T10-T17).
         return Reply(wire.empty_reply(query))
+    return Reply(_records_reply(query, records, tcp, rng))
+
+
+def _tasks(query: Query, zone: SandboxZone, tcp: bool, rng: random.Random) -> Decision:
+    """`tasks.<name>` (Docker Swarm's spelling): every member of `<name>`, health ignored."""
+    node = zone.names.get(query.qname_lower[len(TASKS_LABEL) :])
+    if node is None:
+        return _not_ours(query, zone)
+    records = node.get(query.qtype)
+    if records is None:
+        return Reply(wire.empty_reply(query))
+    left_out = node.get(query.qtype | EXCLUDED)
+    if left_out is not None:
+        # Canonical order (by rdata, after the 12 octets of owner, type, class, TTL, length).
+        records = tuple(sorted(records + left_out, key=lambda rr: rr[12:]))
     return Reply(_records_reply(query, records, tcp, rng))
 
 

@@ -10,13 +10,16 @@ result equals `build_view` of the same snapshot (tests compare them).
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping
 from types import MappingProxyType
 
 from netcore.model import Endpoint, Network, Sandbox, Snapshot
 
 from . import wire
+from .fitness import TYPE_MASK, fit_records, health_rank
 from .view import (
     _MAX_TTL,
+    NO_HEALTH,
     NameTable,
     RecordSet,
     ZoneView,
@@ -35,31 +38,35 @@ class _NetworkTable:
     def __init__(self, network: Network) -> None:
         self.network = network
         self.ttl = max(0, min(network.dns_ttl, _MAX_TTL))
-        self.contributions: dict[str, tuple[object, _Raw]] = {}  # endpoint id -> (key, records)
+        # endpoint id -> (key, records, health rank)
+        self.contributions: dict[str, tuple[object, _Raw, int]] = {}
         self.owners: dict[bytes, set[str]] = defaultdict(set)  # name -> endpoint ids
         self.raw: dict[bytes, dict[int, set[bytes]]] = {}
         self.table: NameTable = MappingProxyType({})
         self.version = 0
+        self.fail_open: set[bytes] = set()  # names answered with every member: none fit
 
     def update(
         self,
         endpoints: list[Endpoint],
         sandboxes: dict[str, Sandbox],
         joiners: dict[str, list[Sandbox]],
+        health: Mapping[str, str],
     ) -> None:
-        fresh: dict[str, tuple[object, _Raw]] = {}
+        fresh: dict[str, tuple[object, _Raw, int]] = {}
         gone: list[tuple[str, _Raw]] = []  # contributions to unindex
         came: list[tuple[str, _Raw]] = []  # contributions to index
         for endpoint in endpoints:
             owner = sandboxes[endpoint.sandbox_id]
             members = tuple(joiners.get(owner.id, ()))
-            key = (endpoint, owner, members)
+            rank = health_rank(owner, health)
+            key = (endpoint, owner, members, rank)  # a health change re-packs its names
             old = self.contributions.get(endpoint.id)
             if old is not None and old[0] == key:
                 fresh[endpoint.id] = old
                 continue
             records = endpoint_records(self.network, endpoint, owner, members)
-            fresh[endpoint.id] = (key, records)
+            fresh[endpoint.id] = (key, records, rank)
             came.append((endpoint.id, records))
             if old is not None:
                 gone.append((endpoint.id, old[1]))
@@ -78,10 +85,12 @@ class _NetworkTable:
         self.contributions = fresh
         table = dict(self.table)  # copy on write: earlier views keep theirs
         for name in touched:
-            merged: dict[int, set[bytes]] = {}
-            for endpoint_id in self.owners.get(name, ()):
-                for rtype, rdatas in fresh[endpoint_id][1][name].items():
-                    merged.setdefault(rtype, set()).update(rdatas)
+            parts = [(fresh[eid][2], fresh[eid][1][name]) for eid in self.owners.get(name, ())]
+            merged, failed_open = fit_records(parts)
+            if failed_open:
+                self.fail_open.add(name)
+            else:
+                self.fail_open.discard(name)
             if merged:
                 self.raw[name] = merged
                 table[name] = {rtype: self._pack(rtype, rdatas) for rtype, rdatas in merged.items()}
@@ -93,7 +102,8 @@ class _NetworkTable:
         self.version += 1
 
     def _pack(self, rtype: int, rdatas: set[bytes]) -> RecordSet:
-        return tuple(wire.pack_rr(rtype, self.ttl, rdata) for rdata in sorted(rdatas))
+        rrtype = rtype & TYPE_MASK  # EXCLUDED keys hold records of the same type
+        return tuple(wire.pack_rr(rrtype, self.ttl, rdata) for rdata in sorted(rdatas))
 
 
 class ViewBuilder:
@@ -103,14 +113,20 @@ class ViewBuilder:
         self._networks: dict[str, _NetworkTable] = {}
         self._merged: dict[frozenset[str], tuple[tuple[tuple[int, int], ...], NameTable]] = {}
 
-    def build(self, snapshot: Snapshot, *, host_explicit_ndots: bool = False) -> ZoneView:
+    def build(
+        self,
+        snapshot: Snapshot,
+        *,
+        host_explicit_ndots: bool = False,
+        health: Mapping[str, str] = NO_HEALTH,
+    ) -> ZoneView:
         index = index_snapshot(snapshot)
         tables: dict[str, _NetworkTable] = {}
         for nid, endpoints in index.endpoints_by_network.items():
             state = self._networks.get(nid)
             if state is None or state.network != index.networks[nid]:
                 state = _NetworkTable(index.networks[nid])  # renamed, new TTL...: from scratch
-            state.update(endpoints, index.sandboxes, index.joiners)
+            state.update(endpoints, index.sandboxes, index.joiners, health)
             tables[nid] = state
         self._networks = tables
         merged: dict[frozenset[str], tuple[tuple[tuple[int, int], ...], NameTable]] = {}
@@ -127,6 +143,9 @@ class ViewBuilder:
             merged[network_ids] = cached
             return cached[1]
 
-        view = assemble_view(snapshot, index, table_for, host_explicit_ndots)
+        fail_open = sum(len(table.fail_open) for table in tables.values())
+        view = assemble_view(
+            snapshot, index, table_for, host_explicit_ndots, health=health, fail_open=fail_open
+        )
         self._merged = merged
         return view

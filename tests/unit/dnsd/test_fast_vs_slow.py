@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dnsd.core import answer, build_view
+from netcore.healthcheck import Healthcheck
 from netcore.model import PortBinding, Snapshot
 from tests.oracle.slow import answer_slow
 from tests.support import snapshots as build
@@ -27,6 +28,14 @@ NAME_POOL = ["web", "Web", "db", "api", "x-1", "svc_a", "a.b", "web.", "bad..nam
 NET_POOL = ["netA", "NETA", "netB", "internal", "v6", "my.net", "x"]
 SUBNET_POOL = ["10.1.0.0/24", "10.2.0.0/24", "10.1.0.0/24", "172.30.0.0/16"]  # dupes: overlap
 QTYPES = [1, 28, 12, 33, 15, 16, 255, 5, 2, 6, 13]
+CHECKS = [
+    None,
+    None,
+    Healthcheck(("TCP", "80")),
+    Healthcheck(("TCP", "80")),
+    Healthcheck(("NONE",)),
+]
+HEALTH = ["starting", "healthy", "unhealthy", "unknown"]
 LONG_LABEL = "l" * 70  # not a DNS label: must be skipped by both sides
 
 labels_text = st.from_regex(r"[a-z0-9][a-z0-9_-]{0,8}", fullmatch=True)
@@ -82,6 +91,7 @@ def snapshots(draw: st.DrawFn) -> Snapshot:
                 joined_to=joined,
                 dns_options=options,
                 ports=tuple(ports),
+                healthcheck=draw(st.sampled_from(CHECKS)),
             )
         )
         if mode == "container":
@@ -103,7 +113,7 @@ def snapshots(draw: st.DrawFn) -> Snapshot:
     crowd_net = networks[0]
     for index in range(draw(st.sampled_from([0, 0, 3, 35, 45]))):
         sid = _id("c0", index)
-        sandboxes.append(build.sandbox(sid, f"m{index}"))
+        sandboxes.append(build.sandbox(sid, f"m{index}", healthcheck=draw(st.sampled_from(CHECKS))))
         endpoints.append(
             build.endpoint(
                 _id("c1", index),
@@ -136,8 +146,10 @@ def _candidate_names(snapshot: Snapshot) -> dict[str, list[str]]:
         names["forward"] += full + [net.name for net in snapshot.networks]
         names["srv"] += [f"_{p.container_port}._{p.proto}.{n}" for p in sandbox.ports for n in full]
     ports = {(p.container_port, p.proto) for sandbox in snapshot.sandboxes for p in sandbox.ports}
+    names["forward"] += [f"tasks.{name}" for name in names["forward"][:]]  # health ignored
+    names["srv"] += [f"tasks.{name}" for name in names["srv"][:3]]
     for ep in snapshot.endpoints:
-        names["forward"] += list(ep.aliases)
+        names["forward"] += list(ep.aliases) + [f"tasks.{alias}" for alias in ep.aliases]
         names["srv"] += [
             f"_{port}._{proto}.{alias}" for port, proto in ports for alias in ep.aliases
         ]
@@ -160,8 +172,9 @@ KIND_TYPES = {"forward": [1, 1, 1, 28], "reverse": [12], "srv": [33]}
 def random_query(rnd: random.Random, names: dict[str, list[str]]) -> bytes:
     """A query, mostly well-formed and about a name of the snapshot, sometimes not."""
     kind = rnd.choice(["forward"] * 6 + ["reverse", "reverse", "srv", "srv"])
-    if kind == "forward" and rnd.random() < 0.1:
-        return _finish(rnd, b"\x03BiG\x00", rnd.choice([1, 1, 28]))
+    if kind == "forward" and rnd.random() < 0.15:
+        big = rnd.choice([b"\x03BiG\x00", b"\x05tasks\x03big\x00", b"\x05TASKS\x03web\x00"])
+        return _finish(rnd, big, rnd.choice([1, 1, 28]))
     name = "".join(c.upper() if rnd.random() < 0.3 else c for c in rnd.choice(names[kind]))
     wire = _wire_name(name) or b"\x06nosuch\x00"
     qtype = rnd.choice(KIND_TYPES[kind]) if rnd.random() < 0.85 else rnd.choice(QTYPES)
@@ -213,7 +226,10 @@ def _finish(rnd: random.Random, wire: bytes, qtype: int) -> bytes:
 )
 @given(snapshot=snapshots(), host_ndots=st.booleans(), seed=st.integers(0, 2**32))
 def test_fast_path_equals_oracle(snapshot: Snapshot, host_ndots: bool, seed: int) -> None:
-    view = build_view(snapshot, host_explicit_ndots=host_ndots)
+    # Each sandbox with a check: no result yet (starting), or a status (maybe a stale one).
+    statuses = random.Random(seed ^ 0x5EED)
+    health = {s.id: statuses.choice(HEALTH) for s in snapshot.sandboxes if statuses.random() < 0.8}
+    view = build_view(snapshot, host_explicit_ndots=host_ndots, health=health)
     names = _candidate_names(snapshot)
     # Mostly sandboxes with a zone: the others always forward.
     with_zone = list(view.zones)
