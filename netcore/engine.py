@@ -26,8 +26,8 @@ from .errors import (
     NotFound,
     VanishedNamespace,
 )
-from .intents import Connect, CreateNetwork, CreateSandbox, Disconnect, RemoveNetwork, RemoveSandbox
 from .healthcheck import Healthcheck
+from .intents import Connect, CreateNetwork, CreateSandbox, Disconnect, RemoveNetwork, RemoveSandbox
 from .ipam.pools import check_overlap, resolve_ipv4, resolve_ipv6
 from .kernel.base import Kernel
 from .kernel.netns import named_path
