@@ -15,7 +15,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from . import dns, scale
+from . import cluster, dns, scale
 from .lab import REPO_ROOT, BenchError, check_environment, cpu_plan
 from .peers import AARDVARK
 from .report import RESULTS_DIR, render, write
@@ -35,7 +35,11 @@ SMOKE_SCALE = scale.ScaleOptions(
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python3 -m bench", description=__doc__)
     p.add_argument("--smoke", action="store_true", help="short run of every part (CI, < 2 min)")
-    p.add_argument("--only", choices=("dns", "scale"), help="run one part")
+    p.add_argument(
+        "--only",
+        choices=("dns", "scale", "cluster"),
+        help="run one part (cluster: several hosts on etcd; only run when asked)",
+    )
     p.add_argument("--rounds", type=int, help="interleaved rounds per comparison (default 4)")
     p.add_argument("--duration", type=float, help="seconds per dnsperf run (default 4)")
     p.add_argument("--sandboxes", type=int, help="sandboxes on one daemon (default 1000)")
@@ -143,6 +147,15 @@ def run_parts(
             ),
         ),
     ]
+    if args.only == "cluster":
+        opts = cluster.ClusterBenchOptions(
+            samples=args.samples or (10 if args.smoke else 60),
+            rounds=args.rounds or (1 if args.smoke else 4),
+            duration_s=args.duration or (1 if args.smoke else 4),
+        )
+        parts.append(
+            ("cluster", lambda: results.__setitem__("cluster", cluster.run(opts, gen_cpu, None)))
+        )
     for name, part in parts:
         if args.only and not name.startswith(args.only):
             continue

@@ -222,9 +222,32 @@ def render(results: dict) -> str:
         out += _names_section(results["scale"]["names"])
     if "sandboxes" in results.get("scale", {}):
         out += _sandboxes_section(results["scale"]["sandboxes"])
+    if "cluster" in results:
+        out += _cluster_section(results["cluster"])
     for part, error in results.get("errors", {}).items():
         out += [f"- **{part} failed**: {error}", ""]
     return "\n".join(out).rstrip() + "\n"
+
+
+def _cluster_section(part: dict) -> list[str]:
+    """Issue 17: several hosts on etcd against one host on SQLite."""
+    out = ["## Cluster (etcd, two hosts) vs a single host (SQLite)", ""]
+    rows = [_latency_row("connected on B -> resolvable on A", part["remote_resolvable_ms"])]
+    rows += [_latency_row(f"connect ({k})", v) for k, v in part["connect"].items()]
+    out += _table(["what", "n", "median ms", "p99 ms", "max ms"], rows)
+    udp = part["udp_local_names"]
+    out += _table(
+        ["local-name UDP qps", "cluster host", "single host", "cluster/single"],
+        [
+            [
+                "median (spread)",
+                _spread(udp["cluster_qps"]),
+                _spread(udp["single_qps"]),
+                _spread(udp["ratio"], 3),
+            ]
+        ],
+    )
+    return out
 
 
 def _finite(value: Any) -> Any:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from netcore.store.etcd import ClusterOptions
 
 DEFAULT_STATE_DIR = "/var/lib/dnsd"
 DEFAULT_API_SOCKET = "/run/dnsd/dnsd.sock"
@@ -26,7 +28,15 @@ class DaemonConfig:
     max_inflight: int = MAX_INFLIGHT_FORWARDS
     forward_rate: float | None = None  # forwarded queries/s per sandbox; None: unlimited
     reconcile_interval_s: float = 10.0
+    store: str | None = None  # None: SQLite in the state directory
+    cluster: ClusterOptions = field(default_factory=ClusterOptions)
 
     @property
     def store_url(self) -> str:
+        if self.store is not None:
+            return self.store
         return "sqlite://" + os.path.join(os.path.abspath(self.state_dir), "state.db")
+
+    @property
+    def clustered(self) -> bool:
+        return self.store_url.startswith("etcd://")

@@ -15,8 +15,9 @@ import signal
 from netcore.engine import Engine, EngineConfig
 from netcore.errors import NetcoreError
 from netcore.kernel.linux import LinuxKernel
+from netcore.overlay import OverlayProgrammer
 from netcore.registry import Registry
-from netcore.store import open_store
+from netcore.store import SharedStore, open_store
 
 from . import __version__
 from .api.app import claim_socket_path, create_app, start_tcp, start_unix
@@ -54,7 +55,7 @@ def run(config: DaemonConfig) -> int:
 async def serve(config: DaemonConfig, ready: asyncio.Event | None = None) -> int:
     loop = asyncio.get_running_loop()
     os.makedirs(config.state_dir, mode=0o700, exist_ok=True)
-    store = open_store(config.store_url)
+    store = await asyncio.to_thread(open_store, config.store_url, config.cluster)
     kernel = LinuxKernel()
     registry = Registry(store)
     engine = Engine(
@@ -64,6 +65,8 @@ async def serve(config: DaemonConfig, ready: asyncio.Event | None = None) -> int
             state_dir=config.state_dir,
             etc_netns_dir=config.etc_netns_dir,
             default_network=config.default_network,
+            advertise_addr=config.cluster.advertise_addr if config.clustered else None,
+            host_id=getattr(store, "host_id", ""),
         ),
     )
     rate = (config.forward_rate, max(config.forward_rate, 1.0)) if config.forward_rate else None
@@ -76,6 +79,9 @@ async def serve(config: DaemonConfig, ready: asyncio.Event | None = None) -> int
     follower = Follower(loop, config, forwarder, kernel)
     registry.subscribe(follower.on_snapshot)
     engine.first_connect_hooks.append(follower.prepare_listener)
+    if isinstance(store, SharedStore):  # several hosts: overlays, and the others' changes
+        registry.subscribe(OverlayProgrammer(kernel).on_snapshot)
+        store.follow(registry.apply_remote)
     # A second daemon on the same socket stops here, before it touches the kernel; the API
     # answers (and /_ping says ready) only once the kernel and the listeners are back.
     claim_socket_path(config.api_socket)

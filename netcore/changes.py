@@ -28,8 +28,9 @@ from .intents import (
     record,
 )
 from .kernel.base import AttachSpec, Kernel
-from .model import Endpoint, Sandbox
+from .model import Endpoint, Network, Sandbox
 from .names import new_id
+from .overlay import overlay_peers, vxlan_device
 from .registry import Registry
 from .store.base import Op
 
@@ -37,10 +38,28 @@ log = logging.getLogger(__name__)
 
 
 class Changes:
-    def __init__(self, registry: Registry, kernel: Kernel) -> None:
+    def __init__(
+        self, registry: Registry, kernel: Kernel, *, advertise_addr: str | None = None
+    ) -> None:
         self.registry = registry
         self.kernel = kernel
         self.firewall = Firewall(registry, kernel)
+        self.advertise_addr = advertise_addr  # a cluster: the tunnel end of overlays
+
+    # --- a network's links ---
+
+    def ensure_links(self, network: Network) -> None:
+        """The bridge of a network, and on an overlay its VXLAN device with the remote peers
+        (idempotent: also restores addresses and MTU)."""
+        self.kernel.ensure_bridge(network)
+        if network.vni is not None and self.advertise_addr is not None:
+            peers = overlay_peers(self.registry.snapshot()).get(network.id, frozenset())
+            self.kernel.ensure_vxlan(network, self.advertise_addr, peers)
+
+    def delete_links(self, network: Network) -> None:
+        if network.vni is not None:
+            self.kernel.delete_link(vxlan_device(network))
+        self.kernel.delete_link(network.bridge)
 
     # --- brackets ---
 
@@ -72,7 +91,7 @@ class Changes:
     def _make(self, intent: Creation) -> None:
         match intent:
             case CreateNetwork(network):
-                self.kernel.ensure_bridge(network)
+                self.ensure_links(network)
                 self.firewall.apply(extra=network)
             case CreateSandbox(sandbox):
                 if sandbox.owned:
@@ -87,7 +106,7 @@ class Changes:
         """Undo `_make` after it failed part way."""
         match intent:
             case CreateNetwork(network):
-                self.kernel.delete_link(network.bridge)
+                self.delete_links(network)
                 self.firewall.apply()
             case CreateSandbox(sandbox):
                 if sandbox.owned:
@@ -101,7 +120,7 @@ class Changes:
         The ruleset is left to the caller."""
         match intent:
             case CreateNetwork(network):
-                self.kernel.delete_link(network.bridge)
+                self.delete_links(network)
             case CreateSandbox(sandbox):
                 if sandbox.owned:
                     self.kernel.delete_netns(sandbox.name)
@@ -123,7 +142,7 @@ class Changes:
         """The kernel work of a removal already committed. The ruleset is left to the caller."""
         match intent:
             case RemoveNetwork(network):
-                self.kernel.delete_link(network.bridge)
+                self.delete_links(network)
                 log.info("network removed: %s", network.name)
             case RemoveSandbox(sandbox):
                 self._finish_sandbox_removal(sandbox)

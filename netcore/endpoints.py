@@ -78,6 +78,11 @@ def allocator(registry: Registry, network: Network, version: int) -> SubnetAlloc
     for intent in registry.intents.values():
         if isinstance(intent, Connect) and intent.endpoint.network_id == network.id:
             used.append(getattr(intent.endpoint, field))
+    # Addresses other hosts claimed on an overlay, whose endpoints may not be published yet.
+    for claim in registry.remote_claims:
+        network_id, _, address = claim.partition("/")
+        if network_id == network.id and _ip(address).version == version:
+            used.append(_ip(address))
     cursor = registry.meta.get(_cursor_key(network, version), {}).get("value")
     return SubnetAllocator(
         side.subnet,

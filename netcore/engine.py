@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -19,11 +21,13 @@ from datetime import UTC, datetime
 from .changes import Changes
 from .endpoints import gateway_successor, plan_endpoint
 from .errors import (
+    AllocationConflict,
     Conflict,
     InvalidArgument,
     NameInUse,
     NetworkInUse,
     NotFound,
+    PoolOverlap,
     VanishedNamespace,
 )
 from .healthcheck import Healthcheck
@@ -33,6 +37,7 @@ from .kernel.base import Kernel
 from .kernel.netns import named_path
 from .model import Endpoint, Network, Sandbox
 from .names import new_id, validate_ifname
+from .overlay import VXLAN_OVERHEAD, next_vni
 from .reconcile import reconcile
 from .registry import Registry, delete, put
 from .requests import ConnectRequest, NetworkRequest, SandboxRequest
@@ -50,6 +55,13 @@ class EngineConfig:
     state_dir: str = "/var/lib/dnsd"
     etc_netns_dir: str = "/etc/netns"  # where `ip netns exec` finds per-namespace files
     default_network: bool = True
+    # A cluster store: this host's underlay address, the tunnel end of its overlay networks.
+    advertise_addr: str | None = None
+    host_id: str = ""
+
+
+ALLOCATION_ATTEMPTS = 16  # another host won the same address/VNI: plan again, this many times
+RETRY_JITTER_S = 0.02  # up to this long between attempts, so racing hosts fall out of step
 
 
 def _now() -> str:
@@ -64,7 +76,7 @@ class Engine:
         self.kernel = kernel
         self.config = config
         self._lock = threading.RLock()
-        self.changes = Changes(registry, kernel)
+        self.changes = Changes(registry, kernel, advertise_addr=config.advertise_addr)
         self.repairs: list[str] = []  # what reconcile found and fixed, newest last
         # Called with a sandbox when its first connect starts, before the kernel work: lets
         # the DNS side prepare its listener meanwhile (the connect commits, or it is dropped).
@@ -86,7 +98,46 @@ class Engine:
 
     # --- networks ---
 
+    def _retrying(self, attempt: Callable[[], object]) -> object:
+        """Run `attempt` again when another host took what it planned meanwhile (the store
+        has brought the registry up to date before raising)."""
+        for left in range(ALLOCATION_ATTEMPTS - 1, -1, -1):
+            try:
+                return attempt()
+            except AllocationConflict:
+                if not left:
+                    raise
+                log.info("allocation raced another host: planning again")
+                time.sleep(random.uniform(0, RETRY_JITTER_S))
+        raise AssertionError("unreachable")
+
     def create_network(self, req: NetworkRequest) -> Network:
+        with self._lock:
+            return self._retrying(lambda: self._create_network(req))  # type: ignore[return-value]
+
+    def _overlay_fields(self, req: NetworkRequest) -> dict:
+        """VNI and MTU of a new overlay network (MTU: the underlay's less VXLAN's headers)."""
+        if self.config.advertise_addr is None:
+            raise InvalidArgument(
+                "overlay networks span hosts: start dnsd with --store etcd://HOST:PORT "
+                "--advertise-addr ADDRESS",
+                field="Driver",
+            )
+        mtu = req.mtu or self.kernel.underlay_mtu(self.config.advertise_addr) - VXLAN_OVERHEAD
+        return {"vni": next_vni(list(self.registry.networks.values())), "mtu": mtu}
+
+    def _check_host_routes(self, network: Network) -> None:
+        """An overlay subnet must not shadow a route of this host (other hosts check theirs
+        when they first connect)."""
+        subnet = network.ipv4.subnet
+        for prefix in self._host_prefixes():
+            if prefix.version == 4 and prefix != subnet and prefix.overlaps(subnet):
+                raise PoolOverlap(
+                    f"overlay subnet {subnet} overlaps the route {prefix} of host "
+                    f"{self.config.host_id or 'this host'}: choose another subnet"
+                )
+
+    def _create_network(self, req: NetworkRequest) -> Network:
         with self._lock:
             if req.name in ("host", "none") or any(
                 n.name == req.name for n in self.registry.networks.values()
@@ -129,6 +180,9 @@ class Engine:
                 options=req.options,
                 created=_now(),
             )
+            if req.driver == "overlay":
+                network = replace(network, driver="overlay", **self._overlay_fields(req))
+                self._check_host_routes(network)
             self.changes.create(CreateNetwork(network), done=[put(network)])
             log.info("network created: %s %s %s", network.name, network.ipv4.subnet, bridge)
             return network
@@ -137,6 +191,12 @@ class Engine:
         with self._lock:
             network = self.registry.find_network(ref)
             users = self.registry.endpoints_on(network.id)
+            remote = self.registry.remote_endpoints_on(network.id)
+            if remote and not users:
+                raise NetworkInUse(
+                    f"network {network.name} has {len(remote)} endpoints on other hosts: "
+                    "disconnect them first"
+                )
             if users:
                 names = sorted(self.registry.sandboxes[e.sandbox_id].name for e in users)
                 raise NetworkInUse(
@@ -248,6 +308,12 @@ class Engine:
 
     def connect(self, network_ref: str, sandbox_ref: str, req: ConnectRequest) -> Endpoint:
         with self._lock:
+            return self._retrying(  # type: ignore[return-value]
+                lambda: self._connect(network_ref, sandbox_ref, req)
+            )
+
+    def _connect(self, network_ref: str, sandbox_ref: str, req: ConnectRequest) -> Endpoint:
+        with self._lock:
             network = self.registry.find_network(network_ref)
             sandbox = self.registry.find_sandbox(sandbox_ref)
             if sandbox.mode != "bridge":
@@ -264,6 +330,11 @@ class Engine:
                 )
             plan = plan_endpoint(self.registry, network, sandbox, req)
             endpoint = plan.endpoint
+            if network.vni is not None:  # an overlay: made here at the first local connect
+                if network.bridge not in self.kernel.host_links().names:
+                    self._check_host_routes(network)
+                self.changes.ensure_links(network)
+                endpoint = replace(endpoint, vtep=self.config.advertise_addr or "")
             if not self.registry.endpoints_of(sandbox.id):
                 for hook in self.first_connect_hooks:
                     hook(sandbox)

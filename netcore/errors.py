@@ -120,3 +120,10 @@ class StoreError(NetcoreError):
     """The state store could not be written (disk full, read-only): nothing was changed."""
 
     kind = ErrorKind.UNAVAILABLE
+
+
+class AllocationConflict(StoreError):
+    """Another host took the same address, VNI or name (or created an overlapping overlay) at
+    the same moment: nothing was written; the registry now knows, so a retry picks another."""
+
+    kind = ErrorKind.CONFLICT

@@ -56,12 +56,17 @@ class Network:
     dns_ttl: int = DEFAULT_DNS_TTL
     labels: tuple[tuple[str, str], ...] = ()
     options: tuple[tuple[str, str], ...] = ()
-    driver: str = "bridge"
+    driver: str = "bridge"  # or "overlay": global scope, spans every host of the cluster
     created: str = ""  # RFC 3339
+    vni: int | None = None  # overlay networks: the VXLAN id, allocated once cluster-wide
 
     @property
     def short_id(self) -> str:
         return self.id[:12]
+
+    @property
+    def scope(self) -> str:
+        return "global" if self.driver == "overlay" else "local"
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +79,8 @@ class PortBinding:
     host_ip: IPv4Address | None = None  # None: every address of the host namespace
 
 
-SandboxMode = Literal["bridge", "none", "host", "container"]
+# "remote": a sandbox of another host, known only by the names of its overlay endpoints.
+SandboxMode = Literal["bridge", "none", "host", "container", "remote"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +127,7 @@ class Endpoint:
     ipv6: IPv6Address | None = None
     aliases: tuple[str, ...] = ()
     is_gateway: bool = False  # this endpoint's network gives the sandbox its default route
+    vtep: str = ""  # overlay networks: the underlay address of the host it lives on
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,9 +145,17 @@ class Snapshot:
 _ADDRESS_TYPES = (IPv4Address, IPv6Address, IPv4Network, IPv6Network)
 
 
+# Fields a cluster added, written only when set: a single host's rows stay as they were.
+_CLUSTER_ONLY = {"vni": None, "vtep": ""}
+
+
 def to_dict(obj: Any) -> dict[str, Any]:
     """A JSON-ready dict of a model object (addresses as strings, tuples as lists)."""
-    return _jsonable(asdict(obj))
+    data = asdict(obj)
+    for key, unset in _CLUSTER_ONLY.items():
+        if key in data and data[key] == unset:
+            del data[key]
+    return _jsonable(data)
 
 
 def _jsonable(value: Any) -> Any:
@@ -187,6 +202,7 @@ def network_from_dict(d: dict[str, Any]) -> Network:
         options=_pairs(d.get("options", ())),
         driver=d.get("driver", "bridge"),
         created=d.get("created", ""),
+        vni=d.get("vni"),
     )
 
 
@@ -219,3 +235,17 @@ def endpoint_from_dict(d: dict[str, Any]) -> Endpoint:
     kw["ipv6"] = _opt(IPv6Address, kw.get("ipv6"))
     kw["aliases"] = tuple(kw.get("aliases", ()))
     return Endpoint(**kw)
+
+
+def remote_endpoint_from_dict(d: dict[str, Any]) -> tuple[Endpoint, Sandbox]:
+    """What another host published for one overlay endpoint: the endpoint, and a stand-in for
+    its sandbox that carries only its names (no namespace here, no files, no listener)."""
+    sandbox = d["sandbox"]
+    return endpoint_from_dict(d["endpoint"]), Sandbox(
+        id=sandbox["id"],
+        name=sandbox["name"],
+        netns_path="",
+        owned=False,
+        hostname=sandbox.get("hostname", ""),
+        mode="remote",
+    )

@@ -33,7 +33,7 @@ def reconcile(registry: Registry, kernel: Kernel, changes: Changes) -> list[str]
     repaired: list[str] = []
     repaired += _settle_intents(registry, changes)
     repaired += _drop_vanished_sandboxes(registry, kernel, changes)
-    repaired += _restore_links(registry, kernel)
+    repaired += _restore_links(registry, kernel, changes)
     repaired += _restore_firewall(registry, kernel, changes)
     return repaired
 
@@ -103,7 +103,7 @@ def _drop_vanished_sandboxes(reg: Registry, kernel: Kernel, changes: Changes) ->
     return repaired
 
 
-def _restore_links(reg: Registry, kernel: Kernel) -> list[str]:
+def _restore_links(reg: Registry, kernel: Kernel, changes: Changes) -> list[str]:
     repaired = []
     present = kernel.host_links().names
     recreated: set[str] = set()
@@ -111,7 +111,7 @@ def _restore_links(reg: Registry, kernel: Kernel) -> list[str]:
         if net.bridge not in present:
             recreated.add(net.id)
             repaired.append(f"bridge {net.bridge} of network {net.name} was missing: recreated")
-        kernel.ensure_bridge(net)  # idempotent: also restores addresses and MTU
+        changes.ensure_links(net)  # idempotent: also restores addresses, MTU, VXLAN peers
     for ep in list(reg.endpoints.values()):
         # A veth whose bridge was deleted survives it, unplugged: plug in a new pair.
         unplugged = ep.network_id in recreated and ep.host_ifname in present

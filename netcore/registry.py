@@ -3,6 +3,11 @@
 One instance per daemon. Every change goes through `commit`, which writes the store first (so a
 change reported done survives a crash) and then the in-memory maps, and bumps the revision.
 Readers take an immutable `Snapshot`; the DNS side never writes here.
+
+With a shared store (etcd), the registry also holds what other hosts published: overlay
+networks (in `networks`), their endpoints with their sandboxes' names (`remote_endpoints`) and
+the addresses they claimed (`remote_claims`). Those arrive through `apply_remote`, never through
+`commit`, and only snapshots show remote endpoints: the engine manages this host's objects.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from .model import (
     Snapshot,
     endpoint_from_dict,
     network_from_dict,
+    remote_endpoint_from_dict,
     sandbox_from_dict,
     to_dict,
 )
@@ -50,7 +56,10 @@ _DECODERS: dict[str, tuple[str, Callable[[dict[str, Any]], Any]]] = {
     "endpoint": ("endpoints", endpoint_from_dict),
     "intent": ("intents", intent_from_dict),
     "meta": ("meta", dict),
+    "remote_endpoint": ("remote_endpoints", remote_endpoint_from_dict),
+    "remote_claim": ("remote_claims", dict),
 }
+_REMOTE_KINDS = ("remote_endpoint", "remote_claim")
 
 
 class Registry:
@@ -62,6 +71,9 @@ class Registry:
         self.endpoints: dict[str, Endpoint] = {}
         self.intents: dict[str, Intent] = {}  # changes in flight (see intents.py)
         self.meta: dict[str, dict[str, Any]] = {}
+        self.remote_endpoints: dict[str, tuple[Endpoint, Sandbox]] = {}
+        self.remote_claims: dict[str, dict[str, Any]] = {}  # "<network id>/<ip>" -> {}
+        self._remote_revisions: dict[tuple[str, str], int] = {}
         self._revision = 0
         self._snapshot: Snapshot | None = None
         self._listeners: list[Listener] = []
@@ -88,11 +100,50 @@ class Registry:
             self._snapshot = None
             snapshot = self.snapshot()
         if notify:
-            for listener in list(self._listeners):
-                try:
-                    listener(snapshot)
-                except Exception:  # the change is committed: report it done, log the rest
-                    log.exception("registry listener failed at revision %d", revision)
+            self._notify(snapshot)
+
+    def _notify(self, snapshot: Snapshot) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(snapshot)
+            except Exception:  # the change is committed: report it done, log the rest
+                log.exception("registry listener failed at revision %d", snapshot.revision)
+
+    def apply_remote(
+        self, changes: Sequence[tuple[Op, int]], complete_at: int | None = None
+    ) -> None:
+        """Changes other hosts made, each with the etcd revision it reflects.
+
+        A change older than (or as old as) what is held for its object is ignored, so a change
+        delivered twice or out of order changes nothing. With `complete_at`, `changes` is the
+        whole remote picture at that revision: remote objects missing from it are deleted.
+        """
+        with self._lock:
+            changed = False
+            present = set()
+            for op, revision in changes:
+                key = (op.kind, op.id)
+                present.add(key)
+                if revision <= self._remote_revisions.get(key, 0):
+                    continue
+                self._remote_revisions[key] = revision
+                self._apply(op)
+                changed = True
+            if complete_at is not None:
+                held = [("remote_endpoint", i) for i in self.remote_endpoints]
+                held += [("remote_claim", i) for i in self.remote_claims]
+                held += [("network", n.id) for n in self.networks.values() if n.vni is not None]
+                for key in held:
+                    if key not in present and self._remote_revisions.get(key, 0) < complete_at:
+                        self._remote_revisions[key] = complete_at
+                        self._apply(Delete(*key))
+                        changed = True
+            if not changed:
+                return
+            self._revision += 1
+            self._snapshot = None
+            snapshot = self.snapshot()
+        self._notify(snapshot)
 
     def _apply(self, op: Op) -> None:
         attribute, decode = _DECODERS[op.kind]
@@ -118,12 +169,30 @@ class Registry:
                 self._snapshot = Snapshot(
                     revision=self._revision,
                     networks=tuple(sorted(self.networks.values(), key=lambda n: n.name)),
-                    sandboxes=tuple(sorted(self.sandboxes.values(), key=lambda s: s.name)),
+                    sandboxes=tuple(
+                        sorted(
+                            {**self._remote_sandboxes(), **self.sandboxes}.values(),
+                            key=lambda s: s.name,
+                        )
+                    ),
                     endpoints=tuple(
-                        sorted(self.endpoints.values(), key=lambda e: (e.sandbox_id, e.ifname))
+                        sorted(
+                            [*self.endpoints.values(), *self._remote_endpoint_list()],
+                            key=lambda e: (e.sandbox_id, e.ifname),
+                        )
                     ),
                 )
             return self._snapshot
+
+    def _remote_sandboxes(self) -> dict[str, Sandbox]:
+        return {sb.id: sb for _, sb in self.remote_endpoints.values()}
+
+    def _remote_endpoint_list(self) -> list[Endpoint]:
+        # An endpoint of a network this host no longer knows is left out, like a local one.
+        return [ep for ep, _ in self.remote_endpoints.values() if ep.network_id in self.networks]
+
+    def remote_endpoints_on(self, network_id: str) -> list[Endpoint]:
+        return [ep for ep, _ in self.remote_endpoints.values() if ep.network_id == network_id]
 
     def find_network(self, ref: str) -> Network:
         """A network by full id, name, or unique id prefix (Docker's lookup order)."""

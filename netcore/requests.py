@@ -45,6 +45,7 @@ class NetworkRequest:
     dns_ttl: int | None = None
     labels: tuple[tuple[str, str], ...] = ()
     options: tuple[tuple[str, str], ...] = ()
+    driver: str = "bridge"  # "overlay": global, spans the hosts of a cluster store
 
     @classmethod
     def build(
@@ -86,6 +87,10 @@ class NetworkRequest:
         validate_object_name(self.name, "Name")
         if self.bridge is not None:
             validate_ifname(self.bridge, OPT_NAME)
+        if self.driver not in ("bridge", "overlay"):
+            raise InvalidArgument(
+                f"unknown driver {self.driver!r}: use bridge or overlay", field="Driver"
+            )
         if self.mtu is not None and not 68 <= self.mtu <= 65535:
             raise InvalidArgument("must be between 68 and 65535", field="mtu")
         for key, value in self.labels:

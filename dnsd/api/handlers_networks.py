@@ -53,12 +53,13 @@ def network_request(body: Fields) -> NetworkRequest:
     """Docker's create body as an engine request; every refusal names its field."""
     name = body.required_string("Name")
     driver = body.string("Driver") or "bridge"
-    if driver != "bridge":
+    if driver not in ("bridge", "overlay"):
         raise InvalidArgument(
-            f"only the bridge driver is supported, not {driver!r}", field="Driver"
+            f"only the bridge and overlay drivers are supported, not {driver!r}", field="Driver"
         )
-    if body.string("Scope") not in ("", "local"):
-        raise InvalidArgument("only local scope is supported", field="Scope")
+    scope = "global" if driver == "overlay" else "local"
+    if body.string("Scope") not in ("", scope):
+        raise InvalidArgument(f"a {driver} network has {scope} scope", field="Scope")
     for key in ("Ingress", "ConfigOnly"):
         body.refuse_truthy(key, "is a swarm feature this daemon does not have")
     body.refuse_truthy("ConfigFrom", "is a swarm feature this daemon does not have")
@@ -91,6 +92,7 @@ def network_request(body: Fields) -> NetworkRequest:
         ip_range6=v6.optional_string("IPRange"),
         gateway6=v6.optional_string("Gateway"),
         internal=body.boolean("Internal"),
+        driver=driver,
     )
 
 
@@ -145,7 +147,7 @@ def network_matches(
     shape = network_shape(snapshot, network)
     if "driver" in filters and shape["Driver"] not in filters["driver"]:
         return False
-    if "scope" in filters and "local" not in filters["scope"]:
+    if "scope" in filters and shape["Scope"] not in filters["scope"]:
         return False
     for key, field in (("name", "Name"), ("id", "Id")):
         if key in filters and not any(regex_match(p, shape[field]) for p in filters[key]):

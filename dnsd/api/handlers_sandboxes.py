@@ -103,6 +103,8 @@ async def list_sandboxes(request: web.Request) -> web.Response:
     snapshot = engine_of(request).registry.snapshot()
     body = []
     for sandbox in snapshot.sandboxes:
+        if sandbox.mode == "remote":  # another host's: listed there
+            continue
         if "name" in filters and not any(regex_match(p, sandbox.name) for p in filters["name"]):
             continue
         if "id" in filters and not any(regex_match(p, sandbox.id) for p in filters["id"]):

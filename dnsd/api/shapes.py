@@ -53,7 +53,8 @@ def find_network(snapshot: Snapshot, ref: str) -> AnyNetwork:
 
 
 def find_sandbox(snapshot: Snapshot, ref: str) -> Sandbox:
-    return find_ref(snapshot.sandboxes, ref, SandboxNotFound, f"No such sandbox: {ref}")
+    local = (s for s in snapshot.sandboxes if s.mode != "remote")
+    return find_ref(local, ref, SandboxNotFound, f"No such sandbox: {ref}")
 
 
 # --- networks ---
@@ -120,12 +121,12 @@ def network_shape(snapshot: Snapshot, network: AnyNetwork) -> dict[str, Any]:
         "Name": network.name,
         "Id": network.id,
         "Created": created,
-        "Scope": "local",
+        "Scope": "local" if isinstance(network, BuiltinNetwork) else network.scope,
         "Driver": driver,
         "EnableIPv6": ipv6,
         "IPAM": {"Driver": "default", "Options": {}, "Config": config},
         "Internal": internal,
-        "Attachable": False,
+        "Attachable": not isinstance(network, BuiltinNetwork) and network.scope == "global",
         "Ingress": False,
         "ConfigFrom": {"Network": ""},
         "ConfigOnly": False,

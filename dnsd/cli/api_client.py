@@ -132,8 +132,9 @@ class ApiClient:
         internal: bool = False,
         options: Mapping[str, str] | None = None,
         labels: Mapping[str, str] | None = None,
+        driver: str = "bridge",
     ) -> str:
-        """Create a bridge network; its id."""
+        """Create a network (bridge, or overlay on a cluster); its id."""
         config = [
             {"Subnet": s or "", "IPRange": r or "", "Gateway": g or ""}
             for s, r, g in ((subnet, ip_range, gateway), (subnet6, ip_range6, gateway6))
@@ -141,7 +142,8 @@ class ApiClient:
         ]
         body = {
             "Name": name,
-            "Driver": "bridge",
+            "Driver": driver,
+            "Attachable": driver == "overlay",
             "EnableIPv6": ipv6,
             "Internal": internal,
             "IPAM": {"Driver": "default", "Config": config},

@@ -89,6 +89,7 @@ def cmd_network_create(client: ApiClient, args: argparse.Namespace) -> int:
         internal=args.internal,
         options=options,
         labels=_pairs(args.label, "--label"),
+        driver=args.driver,
     )
     _print_json({"Id": network_id}) if args.format == "json" else print(network_id)
     return 0

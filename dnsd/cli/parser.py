@@ -7,6 +7,8 @@ import argparse
 import os
 from typing import Any
 
+from netcore.store.etcd import DEFAULT_HOST_TTL_S
+
 from ..cni.install import add_parser as add_cni_parser
 from ..config import (
     DEFAULT_API_SOCKET,
@@ -78,6 +80,15 @@ def _add_serve(sub: Any) -> None:
                             "help": "forwarded queries/s per sandbox (default: unlimited)"}),
         ("--reconcile-interval", {"type": float, "default": 10.0, "metavar": "S",
                                   "help": "how often the kernel is checked against the state"}),
+        ("--store", {"metavar": "URL", "help": "sqlite://PATH (default: STATE_DIR/state.db), "
+                     "memory://, or etcd://HOST:PORT[,HOST:PORT...][/PREFIX] for several hosts"}),
+        ("--host-id", {"metavar": "NAME", "help": "this host in the cluster (default: hostname)"}),
+        ("--advertise-addr", {"metavar": "IP", "help": "this host's underlay address (VXLAN)"}),
+        ("--host-ttl", {"type": int, "default": DEFAULT_HOST_TTL_S, "metavar": "S",
+                        "help": "a dead host's names go after this (etcd lease TTL)"}),
+        ("--etcd-cacert", {"metavar": "PATH"}), ("--etcd-cert", {"metavar": "PATH"}),
+        ("--etcd-key", {"metavar": "PATH"}), ("--etcd-user", {"metavar": "NAME"}),
+        ("--etcd-password", {"help": "or env DNSD_ETCD_PASSWORD"}),
     )  # fmt: skip
 
 
@@ -95,6 +106,8 @@ def _add_network(sub: Any, conn: argparse.ArgumentParser, fmt: argparse.Argument
         ("--opt", "-o", {**MANY, "metavar": "KEY=VALUE"}),
         ("--label", {**MANY, "metavar": "KEY=VALUE"}),
         ("--dns-ttl", {"type": int, "metavar": "SECONDS", "help": "answer TTL (default 0)"}),
+        ("--driver", "-d", {"choices": ("bridge", "overlay"), "default": "bridge",
+                            "help": "overlay: spans the hosts of an etcd store"}),
     )  # fmt: skip
     _command(
         net, "ls", cmd_network_ls, [conn, fmt], "list networks",

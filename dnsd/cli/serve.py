@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
+import os
+
+from netcore.store.etcd import ClusterOptions
 
 from ..config import DaemonConfig
 from ..sandbox_files.resolvconf import parse_upstream
@@ -42,6 +46,39 @@ def serve_config(args: argparse.Namespace) -> DaemonConfig:
         if args.forward_rate is None
         else _positive(args.forward_rate, "--forward-rate"),
         reconcile_interval_s=_positive(args.reconcile_interval, "--reconcile-interval"),
+        store=_store_url(args.store),
+        cluster=_cluster(args),
+    )
+
+
+def _store_url(value: str | None) -> str | None:
+    if value is not None and value.partition("://")[0] not in ("sqlite", "memory", "etcd"):
+        raise UsageError(
+            f"--store {value!r}: use sqlite://PATH, memory:// or etcd://HOST:PORT[,...][/PREFIX]"
+        )
+    return value
+
+
+def _cluster(args: argparse.Namespace) -> ClusterOptions:
+    if args.host_ttl < 2:
+        raise UsageError(f"--host-ttl must be at least 2 seconds, got {args.host_ttl}")
+    if args.advertise_addr is not None:
+        try:
+            ipaddress.IPv4Address(args.advertise_addr)
+        except ValueError:
+            raise UsageError(
+                f"--advertise-addr {args.advertise_addr!r}: give this host's IPv4 address on "
+                "the underlay"
+            ) from None
+    return ClusterOptions(
+        host_id=args.host_id or "",  # the store takes the hostname
+        advertise_addr=args.advertise_addr,
+        host_ttl_s=args.host_ttl,
+        cacert=args.etcd_cacert,
+        cert=args.etcd_cert,
+        key=args.etcd_key,
+        user=args.etcd_user,
+        password=args.etcd_password or os.environ.get("DNSD_ETCD_PASSWORD"),
     )
 
 

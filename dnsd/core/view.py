@@ -27,7 +27,7 @@ NameTable = Mapping[bytes, dict[int, RecordSet]]
 
 _VALID_NDOTS = re.compile(r"ndots:[0-9]+")  # same rule as dnsd.sandbox_files.resolvconf
 _MAX_TTL = 2**31 - 1  # RFC 2181 8: TTLs are 31-bit
-_NO_ZONE_MODES = ("none", "host")
+_NO_ZONE_MODES = ("none", "host", "remote")  # remote: asks its own host
 NO_HEALTH: Mapping[str, str] = MappingProxyType({})
 
 
@@ -50,9 +50,8 @@ class ZoneView:
     zones: Mapping[str, SandboxZone]
     snapshot: Snapshot  # kept for the oracle and for debugging; not read on the hot path
     host_explicit_ndots: bool = False
-    health: Mapping[str, str] = field(
-        default_factory=lambda: NO_HEALTH
-    )  # sandbox id -> status the answers were built with
+    # sandbox id -> the status the answers were built with
+    health: Mapping[str, str] = field(default_factory=lambda: NO_HEALTH)
     fail_open: int = 0  # (network, name) pairs answered with every member: none is fit
 
 

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from ..model import Endpoint, Network
+
+if TYPE_CHECKING:
+    from ..overlay import Peer
 
 T = TypeVar("T")
 
@@ -94,4 +97,19 @@ class Kernel(Protocol):
 
     def remove_dns_redirect(self, netns_path: str, worker: NetnsWorker | None = None) -> None:
         """Drop that redirect; through `worker` when one is at hand (no nsenter exec)."""
+        ...
+
+    # --- overlay networks (a cluster store only) ---
+
+    def ensure_vxlan(self, network: Network, local: str, peers: Iterable[Peer]) -> None:
+        """Create the network's VXLAN device (VNI, `local` as the tunnel source) if missing,
+        on its bridge, and program `peers` into its FDB and neighbour table."""
+        ...
+
+    def sync_vxlan_peers(self, device: str, peers: Iterable[Peer]) -> bool:
+        """Make the device's remote entries exactly `peers`; False if it does not exist."""
+        ...
+
+    def underlay_mtu(self, address: str) -> int:
+        """The MTU of the link holding `address`; NetlinkError when no link has it."""
         ...

@@ -28,6 +28,8 @@ class FakeKernel:
     fail_attach: Exception | None = None  # make the next attach fail
     fail_dns_redirect: dict[str, Exception] = field(default_factory=dict)  # netns -> error
     calls: list[str] = field(default_factory=list)
+    vxlan_peers: dict[str, frozenset] = field(default_factory=dict)  # device -> peers
+    mtu: int = 1500
 
     def ensure_bridge(self, network: Network) -> None:
         self.calls.append(f"ensure_bridge {network.bridge}")
@@ -36,6 +38,7 @@ class FakeKernel:
     def delete_link(self, name: str) -> None:
         self.calls.append(f"delete_link {name}")
         self.links.discard(name)
+        self.vxlan_peers.pop(name, None)
         for ns_links in self.namespaces.values():
             ns_links.discard("peer:" + name)
 
@@ -109,6 +112,23 @@ class FakeKernel:
     def remove_dns_redirect(self, netns_path: str, worker: NetnsWorker | None = None) -> None:
         self.calls.append(f"remove_dns_redirect {netns_path}")
         self.nft[netns_path] = render_dns_redirect_teardown()
+
+    def ensure_vxlan(self, network: Network, local: str, peers) -> None:
+        from ..overlay import vxlan_device
+
+        device = vxlan_device(network)
+        self.calls.append(f"ensure_vxlan {device} vni {network.vni} local {local}")
+        self.links.add(device)
+        self.vxlan_peers[device] = frozenset(peers)
+
+    def sync_vxlan_peers(self, device: str, peers) -> bool:
+        if device not in self.links:
+            return False
+        self.vxlan_peers[device] = frozenset(peers)
+        return True
+
+    def underlay_mtu(self, address: str) -> int:
+        return self.mtu
 
 
 @dataclass

@@ -23,7 +23,7 @@ from ..errors import NetlinkError, VanishedNamespace
 from ..model import Network
 from ..nft.apply import NftCli
 from ..nft.redirect import render_dns_redirect, render_dns_redirect_teardown
-from . import netns
+from . import netns, vxlan
 from .base import AttachSpec, HostLinks, NetnsWorker
 from .rtnl import Rtnl
 
@@ -205,6 +205,21 @@ class LinuxKernel:
             NftCli().apply(script, netns=netns_path)
         else:
             worker.call(lambda: NftCli().apply(script))
+
+    # --- overlays ---
+
+    def ensure_vxlan(self, network: Network, local: str, peers) -> None:
+        from ..overlay import vxlan_device
+
+        device = vxlan_device(network)
+        vxlan.ensure_vxlan(device, network, local)
+        vxlan.sync_peers(device, [(p.mac, p.ip, p.vtep) for p in peers])
+
+    def sync_vxlan_peers(self, device: str, peers) -> bool:
+        return vxlan.sync_peers(device, [(p.mac, p.ip, p.vtep) for p in peers])
+
+    def underlay_mtu(self, address: str) -> int:
+        return vxlan.underlay_mtu(address)
 
 
 @contextlib.contextmanager

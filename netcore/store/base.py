@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 # The kinds the registry keeps. `intent` records are the write-ahead log of kernel changes.
 KINDS = ("network", "sandbox", "endpoint", "intent", "meta")
@@ -51,3 +51,17 @@ def apply_ops(
         else:
             bucket.pop(op.id, None)
     return data
+
+
+# An operation from another host, and the cluster revision it reflects.
+RemoteChange = tuple[Op, int]
+ApplyRemote = Callable[[Sequence[RemoteChange], int | None], None]
+
+
+@runtime_checkable
+class SharedStore(Store, Protocol):
+    """A store several hosts share: it also reports the changes the others make."""
+
+    def follow(self, apply: ApplyRemote) -> None:
+        """From now on, call `apply(changes, complete_at)` with other hosts' changes."""
+        ...

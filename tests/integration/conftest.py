@@ -56,3 +56,19 @@ def daemon(host) -> HostNamespace:
 def full(request) -> bool:
     """True with `--full`: storm and kill loops at their long size instead of the CI one."""
     return bool(request.config.getoption("--full"))
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    """Three hosts (A, B, C) on an underlay with one etcd member; their daemons running."""
+    from .cluster import new_cluster, require_etcd
+
+    require_etcd()
+    c = new_cluster(tmp_path)
+    try:
+        c.start_etcd()
+        for letter in "abc":
+            c.add_host(letter)
+        yield c
+    finally:
+        c.cleanup()
