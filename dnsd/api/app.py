@@ -6,6 +6,7 @@ clients always send one.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import stat
@@ -15,8 +16,11 @@ from aiohttp import web
 from netcore.engine import Engine
 from netcore.errors import Conflict
 
+from ..events.bus import EventBus
 from . import handlers_networks as networks
 from . import handlers_sandboxes as sandboxes
+from .handlers_events import EVENTS_KEY, stream_events
+from .handlers_sandboxes import HealthView
 from .middleware import Handler, auth_middleware, error_middleware, reply, version_middleware
 from .openapi import build_document
 from .shapes import API_VERSION, MIN_API_VERSION, version_shape
@@ -37,6 +41,8 @@ ROUTES: tuple[tuple[str, str, Handler], ...] = (
     ("GET", "/sandboxes", sandboxes.list_sandboxes),
     ("GET", "/sandboxes/{ref}", sandboxes.inspect_sandbox),
     ("DELETE", "/sandboxes/{ref}", sandboxes.remove_sandbox),
+    ("POST", "/sandboxes/{ref}/update", sandboxes.update_sandbox),
+    ("GET", "/events", stream_events),
 )
 
 
@@ -77,8 +83,18 @@ def all_routes() -> list[tuple[str, str, Handler]]:
     ]
 
 
-def create_app(engine: Engine, *, token: str | None = None, version: str) -> web.Application:
-    """The aiohttp application over `engine`; with `token`, every request needs it."""
+def create_app(
+    engine: Engine,
+    *,
+    token: str | None = None,
+    version: str,
+    events: EventBus | None = None,
+    health: HealthView | None = None,
+) -> web.Application:
+    """The aiohttp application over `engine`; with `token`, every request needs it.
+
+    `events` is the daemon's bus (shared by its apps); without one the app makes its own,
+    following the registry. `health` gives `State.Health` of sandboxes."""
     middlewares = [error_middleware]
     if token is not None:
         if not token:
@@ -88,11 +104,25 @@ def create_app(engine: Engine, *, token: str | None = None, version: str) -> web
     app = web.Application(middlewares=middlewares)
     app[networks.ENGINE_KEY] = engine
     app[DAEMON_VERSION_KEY] = version
+    if health is not None:
+        app[sandboxes.HEALTH_KEY] = health
+    if events is not None:
+        app[EVENTS_KEY] = events
+    else:
+        app.on_startup.append(_own_event_bus)
     for method, path, handler in all_routes():
         for prefix in ("", VERSION_PREFIX):
             app.router.add_route(method, prefix + path, handler)
     app.on_response_prepare.append(_docker_headers)
     return app
+
+
+async def _own_event_bus(app: web.Application) -> None:
+    registry = app[networks.ENGINE_KEY].registry
+    bus = EventBus(asyncio.get_running_loop())
+    bus.follow(registry.snapshot())
+    registry.subscribe(bus.on_snapshot)
+    app[EVENTS_KEY] = bus
 
 
 # --- serving (used by the daemon and the tests) ---
