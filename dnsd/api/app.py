@@ -19,7 +19,7 @@ from netcore.errors import Conflict
 from ..events.bus import EventBus
 from . import handlers_networks as networks
 from . import handlers_sandboxes as sandboxes
-from .handlers_events import EVENTS_KEY, stream_events
+from .handlers_events import EVENTS_KEY, STOPPING_KEY, on_shutdown, stream_events
 from .handlers_sandboxes import HealthView
 from .middleware import Handler, auth_middleware, error_middleware, reply, version_middleware
 from .openapi import build_document
@@ -106,6 +106,8 @@ def create_app(
     app[DAEMON_VERSION_KEY] = version
     if health is not None:
         app[sandboxes.HEALTH_KEY] = health
+    app[STOPPING_KEY] = []
+    app.on_shutdown.append(on_shutdown)
     if events is not None:
         app[EVENTS_KEY] = events
     else:

@@ -18,11 +18,18 @@ from ..events.select import FILTERS, matches, now_ns, parse_timestamp
 from .bodies import query_filters
 
 EVENTS_KEY = web.AppKey("events", EventBus)
+STOPPING_KEY = web.AppKey("events_stopping", list)  # non-empty once the app shuts down
+TICK_S = 1.0  # how often an idle stream checks that its client and the app are still there
 DROPPED = "events dropped: this watcher did not keep up; reconnect with since= to catch up"
 
 
 def _line(event: Event) -> bytes:
     return json.dumps(event, separators=(",", ":")).encode() + b"\n"
+
+
+async def on_shutdown(app: web.Application) -> None:
+    """End the streams, which would otherwise keep the server's shutdown waiting."""
+    app[STOPPING_KEY].append(True)
 
 
 async def stream_events(request: web.Request) -> web.StreamResponse:
@@ -44,11 +51,14 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
             if watcher.dropped and watcher.queue.empty():
                 await response.write(_line({"error": DROPPED, "message": DROPPED}))
                 break
-            wait = None if until is None else (until - now_ns()) / 1e9
+            wait = TICK_S if until is None else min(TICK_S, (until - now_ns()) / 1e9)
             try:
-                event = await asyncio.wait_for(watcher.queue.get(), wait)
+                event = await asyncio.wait_for(watcher.queue.get(), max(wait, 0))
             except TimeoutError:
-                break
+                transport = request.transport
+                if request.app[STOPPING_KEY] or transport is None or transport.is_closing():
+                    break  # the client left (aiohttp does not cancel us), or we stop
+                continue
             if until is not None and event["timeNano"] > until:
                 break
             if matches(event, filters):
