@@ -22,9 +22,11 @@ from netcore.store import SharedStore, open_store
 from . import __version__
 from .api.app import claim_socket_path, create_app, start_tcp, start_unix
 from .config import DaemonConfig
+from .events.bus import EventBus
 from .follower import Follower
 from .forward.forwarder import Forwarder
 from .forward.health import UpstreamHealth
+from .health.monitor import HealthMonitor
 from .sandbox_files.host import host_file_stamp
 
 log = logging.getLogger("dnsd")
@@ -78,6 +80,11 @@ async def serve(config: DaemonConfig, ready: asyncio.Event | None = None) -> int
     )
     follower = Follower(loop, config, forwarder, kernel)
     registry.subscribe(follower.on_snapshot)
+    events = EventBus(loop)
+    events.follow(registry.snapshot())
+    registry.subscribe(events.on_snapshot)
+    health = HealthMonitor(loop, follower.update_health, events.on_health)
+    registry.subscribe(health.on_snapshot)
     engine.first_connect_hooks.append(follower.prepare_listener)
     if isinstance(store, SharedStore):  # several hosts: overlays, and the others' changes
         registry.subscribe(OverlayProgrammer(kernel).on_snapshot)
@@ -88,10 +95,12 @@ async def serve(config: DaemonConfig, ready: asyncio.Event | None = None) -> int
     await asyncio.to_thread(engine.start)
     await asyncio.to_thread(follower.on_snapshot, registry.snapshot(), force=True)
     await asyncio.to_thread(follower.clear_stale_redirects)
-    runners = [await start_unix(create_app(engine, version=__version__), config.api_socket)]
+    health.apply(registry.snapshot())
+    apps = {"version": __version__, "events": events, "health": health}
+    runners = [await start_unix(create_app(engine, **apps), config.api_socket)]
     if config.api_tcp:
         host, _, port = config.api_tcp.rpartition(":")
-        app = create_app(engine, token=config.api_token, version=__version__)
+        app = create_app(engine, token=config.api_token, **apps)
         runners.append(await start_tcp(app, host.strip("[]") or "127.0.0.1", int(port)))
 
     stop = asyncio.Event()
@@ -120,6 +129,7 @@ async def serve(config: DaemonConfig, ready: asyncio.Event | None = None) -> int
         task.cancel()
     for runner in runners:
         await runner.cleanup()
+    await health.close()
     await follower.close()
     store.close()
     kernel.close()

@@ -204,6 +204,7 @@ class ApiClient:
         ipv6: str | None = None,
         mac: str | None = None,
         ifname: str | None = None,
+        healthcheck: dict[str, Any] | None = None,
     ) -> str:
         """Create a sandbox (and join `network` at once); its id. `publish` items are
         `[IP:]HOST_PORT:PORT[/PROTO]`, `extra_hosts` items `NAME:ADDRESS`."""
@@ -220,6 +221,8 @@ class ApiClient:
         }
         if aliases or ipv4 or ipv6 or mac or ifname:
             body["EndpointConfig"] = _endpoint(aliases, ipv4, ipv6, mac, ifname)
+        if healthcheck is not None:
+            body["Healthcheck"] = healthcheck
         return self.request("POST", "/sandboxes", body)["Id"]
 
     def remove_sandbox(self, ref: str) -> None:

@@ -27,6 +27,7 @@ from .commands import (
     remove_each,
     show_each,
 )
+from .health_flags import FLAGS as HEALTH_FLAGS
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
@@ -147,6 +148,7 @@ def _add_sandbox(sub: Any, conn: argparse.ArgumentParser, fmt: argparse.Argument
         ("--dns-option", {**MANY, "metavar": "OPTION"}),
         ("--add-host", {**MANY, "metavar": "NAME:IP"}),
         ("--publish", "-p", {**MANY, "metavar": "[IP:]HOST_PORT:PORT[/PROTO]"}),
+        *HEALTH_FLAGS,
     )  # fmt: skip
     _command(
         box, "ls", cmd_sandbox_ls, [conn, fmt], "list sandboxes",
