@@ -114,13 +114,14 @@ class HealthMonitor:
             self._stop(sid)
             changed = True
         for sid, (sandbox, target) in wanted.items():
-            self._targets[sid] = target
             watch = self._watches.get(sid)
             if watch is not None and watch.check == sandbox.healthcheck:
                 watch.sandbox = sandbox
+                self._targets[sid] = target  # a new address is used from the next probe on
                 continue
             if watch is not None:
                 self._stop(sid)
+            self._targets[sid] = target
             assert sandbox.healthcheck is not None
             watch = _Watch(sandbox, sandbox.healthcheck, self._now())
             self._watches[sid] = watch

@@ -91,6 +91,8 @@ def test_a_changed_check_starts_over():
         other = replace(snapshot.sandboxes[0], healthcheck=replace(CHECK, test=("TCP", "81")))
         monitor.apply(replace(snapshot, sandboxes=(other,)))
         assert monitor.statuses()[sid] == "starting"
+        await asyncio.sleep(0.3)  # the new check probes its target too
+        assert monitor.statuses()[sid] == "healthy"
         await monitor.close()
 
     asyncio.run(scenario())
