@@ -79,7 +79,7 @@ def run(opts: argparse.Namespace) -> dict:
         names = []
         for index in range(10):
             short = f"web{index}"
-            lab.ok("POST", "/sandboxes", {"Name": lab.sandbox_name(short), "NetworkMode": "hb"})
+            lab.ok("POST", "/sandboxes", {"Name": lab.sandbox_name(short)})
             lab.connect("hb", short, Aliases=[f"svc{index % 3}", f"w{index}a", f"w{index}b"])
             names += [lab.sandbox_name(short), f"w{index}a", f"w{index}b", f"svc{index % 3}"]
         lab.ok("POST", "/sandboxes", {"Name": lab.sandbox_name("asker"), "NetworkMode": "hb"})
@@ -89,7 +89,7 @@ def run(opts: argparse.Namespace) -> dict:
         )  # fmt: skip
         lab.extra.append(listener)
         query_file = str(write_query_file(lab.tmp / "names.txt", names))
-        target = Target("dnsd", lab.sandbox_name("asker"), "127.0.0.11", lab.daemon_pid())
+        target = Target("dnsd", lab.sandbox_name("asker"), "127.0.0.11", lab.daemon_pid)
         load = Load(opts.duration, "udp", 1, 20, max_qps=opts.qps, verbose=True)
 
         def phase(label: str, **extra: object) -> None:
