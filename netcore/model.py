@@ -146,7 +146,8 @@ _ADDRESS_TYPES = (IPv4Address, IPv6Address, IPv4Network, IPv6Network)
 
 
 # Fields a cluster added, written only when set: a single host's rows stay as they were.
-_CLUSTER_ONLY = {"vni": None, "vtep": ""}
+# Likewise a sandbox's health check: rows without one encode back exactly as they were.
+_CLUSTER_ONLY = {"vni": None, "vtep": "", "healthcheck": None}
 
 
 def to_dict(obj: Any) -> dict[str, Any]:
