@@ -21,7 +21,7 @@ from .peers import AARDVARK
 from .report import RESULTS_DIR, render, write
 from .targets import evaluate
 
-SMOKE_DNS = dns.DnsOptions(rounds=1, duration_s=1)
+SMOKE_DNS = dns.DnsOptions(rounds=1, duration_s=1, new_names=60_000, cache_names=50_000)
 SMOKE_SCALE = scale.ScaleOptions(
     rounds=1,
     duration_s=1,

@@ -15,9 +15,10 @@ from dataclasses import dataclass
 
 from tests.integration.harness import UPSTREAM
 
+from .cache_rss import run as cache_rss
 from .dnsperf import Load, write_query_file
 from .lab import BenchError, BenchHost, lab_session, sample
-from .peers import start_aardvark, start_dnsmasq, start_quiet_upstream
+from .peers import NEW_NAMES_ZONE, start_aardvark, start_dnsmasq, start_quiet_upstream
 from .probe import resolve_once
 from .servers import Target, measure
 from .stats import paired_ratios, summarize
@@ -40,6 +41,8 @@ class DnsOptions:
     # connections, few queries in flight on each; run as a second, non-target comparison
     tcp_many_clients: int = 16
     tcp_many_per_connection: int = 10
+    new_names: int = 300_000  # per run of "every name new": more than any server answers in it
+    cache_names: int = 1_000_000  # distinct names through the forward cache (its RSS bound)
 
 
 Log = Callable[[str], None]
@@ -149,9 +152,29 @@ def _run(
     out["half_load"] = _interleaved(targets, opts.rounds, lambda t: go(t, local, half_load), log)
     out["half_load"]["offered_qps"] = half
     mixed_targets = [t for t in targets if t.name in ("dnsd", "dnsmasq")]
-    log("mixed: half local names, half forwarded to the fake upstream")
+    log("mixed: half local names, half forwarded to the fake upstream (repeating: cached)")
     out["mixed"] = _interleaved(mixed_targets, opts.rounds, lambda t: go(t, mixed, udp), log)
+    cached = str(write_query_file(lab.tmp / "forwarded.txt", list(forwarded)))
+    log(f"half load of forwarded names that repeat (cached): {half} queries/s")
+    out["half_load_cached"] = _interleaved(
+        mixed_targets, opts.rounds, lambda t: go(t, cached, half_load), log
+    )
+    out["half_load_cached"]["offered_qps"] = half
+    log(f"forwarded only, every name new ({opts.new_names:,} per run)")
+    runs = iter(range(1_000_000))
+
+    def new_names(target: Target) -> dict:
+        path = lab.tmp / "new.txt"
+        prefix = f"r{next(runs)}"
+        write_query_file(path, (f"{prefix}-{i}.{NEW_NAMES_ZONE}" for i in range(opts.new_names)))
+        result = go(target, str(path), udp)
+        result["repeated"] = max(0, result["sent"] - opts.new_names)  # the file wrapped
+        return result
+
+    out["forwarded_new"] = _interleaved(mixed_targets, opts.rounds, new_names, log)
     out["daemon_rss_mib"] = sample(lab.daemon_pid).rss_kib / 1024
+    log(f"forward cache RSS: {opts.cache_names:,} distinct names in a fresh process")
+    out["cache_rss"] = cache_rss(opts.cache_names)
     return out
 
 

@@ -66,9 +66,17 @@ def aardvark_config_text(listen: str, asker: str, records: Mapping[str, str]) ->
 
 
 def dnsmasq_argv(
-    listen: str, hosts_file: str, pid_file: str, *, upstream: str | None = None, local_only=False
+    listen: str,
+    hosts_file: str,
+    pid_file: str,
+    *,
+    upstream: str | None = None,
+    local_only: bool = False,
+    ttl: int = 0,
+    wildcard: str | None = None,
 ) -> list[str]:
-    """dnsmasq answering `hosts_file` on `listen`:53 (forwarding the rest to `upstream`)."""
+    """dnsmasq answering `hosts_file` on `listen`:53 (forwarding the rest to `upstream`), its
+    own names with `ttl`; `wildcard` (`new.test/192.0.2.9`): every name under it answers."""
     argv = [
         "dnsmasq",
         "--keep-in-foreground",
@@ -80,11 +88,13 @@ def dnsmasq_argv(
         "--user=root",
         f"--pid-file={pid_file}",
         f"--addn-hosts={hosts_file}",
-        "--local-ttl=0",
+        f"--local-ttl={ttl}",
         f"--dns-forward-max={DNSMASQ_FORWARD_MAX}",
     ]
     if upstream is not None:
         argv.append(f"--server={upstream}")
+    if wildcard is not None:
+        argv.append(f"--address=/{wildcard}")
     if local_only:
         argv.append("--local=/#/")  # NXDOMAIN for everything else, like the harness upstream
     return argv
@@ -206,9 +216,15 @@ def _wait_ready(
         time.sleep(0.1)
 
 
+UPSTREAM_TTL = 300  # a real zone's TTL: the forwarded answers are worth caching
+NEW_NAMES_ZONE = "new.test"  # any name under it answers: every query a new name
+NEW_NAMES_ADDRESS = "198.51.100.9"
+
+
 def start_quiet_upstream(host: BenchHost, address: str, records: Mapping[str, str]) -> int:
     """The fake upstream (dnsmasq on `address`, lo of the host namespace), like the harness's
-    but without query logging: the mixed run sends it tens of thousands of queries a second."""
+    but without query logging: the mixed run sends it tens of thousands of queries a second.
+    Its names have a TTL of 300 s, and every name under NEW_NAMES_ZONE answers."""
     subprocess.run(
         ["ip", "-n", host.name, "addr", "replace", f"{address}/32", "dev", "lo"],
         check=True,
@@ -216,7 +232,14 @@ def start_quiet_upstream(host: BenchHost, address: str, records: Mapping[str, st
     )
     hosts = host.tmp / "upstream.hosts"
     hosts.write_text(hosts_file_text(records))
-    argv = dnsmasq_argv(address, str(hosts), str(host.tmp / "upstream.pid"), local_only=True)
+    argv = dnsmasq_argv(
+        address,
+        str(hosts),
+        str(host.tmp / "upstream.pid"),
+        local_only=True,
+        ttl=UPSTREAM_TTL,
+        wildcard=f"{NEW_NAMES_ZONE}/{NEW_NAMES_ADDRESS}",
+    )
     proc = subprocess.Popen(
         ["nsenter", f"--net={host.path}", *argv],
         stdout=subprocess.DEVNULL,

@@ -139,6 +139,41 @@ def _dns_section(dns: dict) -> list[str]:
         "",
         *_servers_table(dns["mixed"]),
     ]
+    if "half_load_cached" in dns:
+        cached = dns["half_load_cached"]
+        out += [
+            f"### Fixed half load, forwarded names that repeat (cached): "
+            f"{_num(cached['offered_qps'])} queries/s",
+            "",
+            *_table(
+                HALF_HEADERS,
+                [
+                    _half_load_row(n, cached["summary"][n])
+                    for n in SERVERS
+                    if n in cached["summary"]
+                ],
+            ),
+        ]
+    if "forwarded_new" in dns:
+        repeated = sum(
+            r.get("repeated", 0) for rs in dns["forwarded_new"]["runs"].values() for r in rs
+        )
+        out += [
+            "### Forwarded only, every name new (no cache hit possible)",
+            "",
+            *_servers_table(dns["forwarded_new"]),
+            f"Names asked twice because a run outran its query file: {repeated:,}.",
+            "",
+        ]
+    rss = dns.get("cache_rss")
+    if rss:
+        out += [
+            f"Forward cache ({rss['size']:,} entries) fed {rss['names']:,} distinct names in a "
+            f"fresh process: RSS {rss['rss_before_mib']:.1f} MiB empty, "
+            f"{rss['rss_full_mib']:.1f} MiB full, {rss['rss_end_mib']:.1f} MiB at the end "
+            f"({rss['us_per_store']:.1f} us per name, building the answer included).",
+            "",
+        ]
     for name, reason in dns.get("skipped", {}).items():
         out += [f"- {name} skipped: {reason}", ""]
     return out
@@ -207,7 +242,7 @@ def render(results: dict) -> str:
         f"{meta['machine']}; {', '.join(f'{k} {v}' for k, v in meta['versions'].items())}; "
         f"options: {meta['options']}",
         "",
-        "## Issue 5 targets",
+        "## Targets (issues 13 and 5)",
         "",
     ]
     rows = []

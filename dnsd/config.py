@@ -11,6 +11,9 @@ DEFAULT_STATE_DIR = "/var/lib/dnsd"
 DEFAULT_API_SOCKET = "/run/dnsd/dnsd.sock"
 FORWARD_DEADLINE_S = 5.0  # a client always gets an answer (SERVFAIL at worst) within this
 MAX_INFLIGHT_FORWARDS = 1024  # per sandbox; REFUSED past it (moby's limit)
+CACHE_SIZE = 10_000  # forwarded answers remembered (entries, LRU); 0: no cache
+CACHE_MAX_TTL = 300
+CACHE_MAX_NEGATIVE_TTL = 60
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +31,14 @@ class DaemonConfig:
     max_inflight: int = MAX_INFLIGHT_FORWARDS
     forward_rate: float | None = None  # forwarded queries/s per sandbox; None: unlimited
     reconcile_interval_s: float = 10.0
+    cache_size: int = CACHE_SIZE
+    cache_max_ttl: int = CACHE_MAX_TTL
+    cache_max_negative_ttl: int = CACHE_MAX_NEGATIVE_TTL
+    cache_stale_s: float = 0.0  # serve-stale window (RFC 8767); 0: off
+    # Names from the host (dnsd.hostdns): raw flag values, checked when the daemon starts.
+    host_dns: tuple[str, ...] = ()  # ADDR[:PORT] listeners in the daemon's namespace
+    host_dns_domain: str | None = None
+    host_hosts_file: str | None = None
     store: str | None = None  # None: SQLite in the state directory
     cluster: ClusterOptions = field(default_factory=ClusterOptions)
 

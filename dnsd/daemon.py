@@ -27,6 +27,7 @@ from .follower import Follower
 from .forward.forwarder import Forwarder
 from .forward.health import UpstreamHealth
 from .health.monitor import HealthMonitor
+from .hostdns.service import HostDns, HostDnsConfig
 from .sandbox_files.host import host_file_stamp
 
 log = logging.getLogger("dnsd")
@@ -56,6 +57,7 @@ def run(config: DaemonConfig) -> int:
 
 async def serve(config: DaemonConfig, ready: asyncio.Event | None = None) -> int:
     loop = asyncio.get_running_loop()
+    host_config = HostDnsConfig.from_daemon(config)  # bad --host-dns: exit 1 before any work
     os.makedirs(config.state_dir, mode=0o700, exist_ok=True)
     store = await asyncio.to_thread(open_store, config.store_url, config.cluster)
     kernel = LinuxKernel()
@@ -95,6 +97,7 @@ async def serve(config: DaemonConfig, ready: asyncio.Event | None = None) -> int
     await asyncio.to_thread(engine.start)
     await asyncio.to_thread(follower.on_snapshot, registry.snapshot(), force=True)
     await asyncio.to_thread(follower.clear_stale_redirects)
+    host_dns = await _start_host_dns(host_config, registry) if host_config.enabled else None
     health.apply(registry.snapshot())
     apps = {"version": __version__, "events": events, "health": health}
     runners = [await start_unix(create_app(engine, **apps), config.api_socket)]
@@ -131,11 +134,23 @@ async def serve(config: DaemonConfig, ready: asyncio.Event | None = None) -> int
         await runner.cleanup()
     await health.close()
     await follower.close()
+    if host_dns is not None:
+        await host_dns.close()
     store.close()
     kernel.close()
     with contextlib.suppress(OSError):
         os.unlink(config.api_socket)
     return 0
+
+
+async def _start_host_dns(config: HostDnsConfig, registry: Registry) -> HostDns:
+    """Names from the host: bound once the bridges are up (a gateway may be an address)."""
+    host_dns = HostDns(config)
+    host_dns.bind()
+    registry.subscribe(host_dns.on_snapshot)
+    await host_dns.start()
+    await asyncio.to_thread(host_dns.on_snapshot, registry.snapshot())
+    return host_dns
 
 
 async def _watch_host_file(config: DaemonConfig, follower: Follower) -> None:

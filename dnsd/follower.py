@@ -21,8 +21,9 @@ from .config import DaemonConfig
 from .core.answer import Forward
 from .core.incremental import ViewBuilder
 from .core.view import ZoneView
+from .forward.cache import ForwardCache
 from .forward.forwarder import Forwarder
-from .forward.route import ForwardRoute
+from .forward.route import ForwardRoute, cache_opt_outs
 from .sandbox_files.writer import SandboxFilesWriter
 from .serve.listener_set import ListenerSet, wanted_listeners
 
@@ -37,7 +38,13 @@ class Follower:
     ) -> None:
         self.files = SandboxFilesWriter(config)
         self.listeners = ListenerSet(loop, kernel, self, on_stopped=forwarder.forget)
-        self.route = ForwardRoute(forwarder, self.listeners, self.files.host.upstreams)
+        cache = ForwardCache(
+            config.cache_size,
+            max_ttl=config.cache_max_ttl,
+            max_negative_ttl=config.cache_max_negative_ttl,
+            stale_s=config.cache_stale_s,
+        )
+        self.route = ForwardRoute(forwarder, self.listeners, self.files.host.upstreams, cache)
         self._views = ViewBuilder()  # re-packs only what each change touched
         self._view = self._views.build(Snapshot())
         self._snapshot = Snapshot()
@@ -56,6 +63,9 @@ class Follower:
     ) -> bytes:
         return await self.route.forward(packet, decision, sandbox_id, tcp=tcp)
 
+    def cached(self, decision: Forward, sandbox_id: str) -> bytes | None:
+        return self.route.cached(decision, sandbox_id)
+
     # --- following the registry (called on engine threads, never on the loop) ---
 
     def on_snapshot(self, snapshot: Snapshot, *, force: bool = False) -> None:
@@ -66,7 +76,7 @@ class Follower:
             sandboxes = {s.id: s for s in snapshot.sandboxes}
             self._sandboxes = sandboxes
             host = self.files.host
-            self.route.update(sandboxes, host.upstreams)
+            self.route.update(sandboxes, host.upstreams, cache_opt_outs(snapshot))
             self._view = self._views.build(
                 snapshot, host_explicit_ndots=host.explicit_ndots, health=self._health
             )

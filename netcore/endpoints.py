@@ -12,6 +12,7 @@ from .errors import InvalidArgument
 from .intents import Connect
 from .ipam.allocator import SubnetAllocator
 from .ipam.mac import mac_from_ipv4, validate_mac
+from .links import resolve_links
 from .model import Endpoint, Network, Sandbox
 from .names import new_id
 from .registry import Registry
@@ -49,6 +50,7 @@ def plan_endpoint(
         cursors.append(_cursor(network, 6, alloc6))
     elif req.ipv6:
         raise InvalidArgument(f"network {network.name} has no IPv6 subnet", field="IPv6Address")
+    links = resolve_links(registry, network, sandbox, req.links)
     endpoint_id = new_id()
     return EndpointPlan(
         Endpoint(
@@ -63,6 +65,7 @@ def plan_endpoint(
             aliases=tuple(dict.fromkeys(req.aliases)),
             # The first non-internal network gives the default route (internal: no way out).
             is_gateway=not network.internal and not any(e.is_gateway for e in mine),
+            links=links,
         ),
         tuple(c for c in cursors if c is not None),
     )

@@ -127,6 +127,9 @@ class Endpoint:
     ipv6: IPv6Address | None = None
     aliases: tuple[str, ...] = ()
     is_gateway: bool = False  # this endpoint's network gives the sandbox its default route
+    # Docker's legacy links: (target sandbox id, alias); the alias names the target's address
+    # on this network for this sandbox only.
+    links: tuple[tuple[str, str], ...] = ()
     vtep: str = ""  # overlay networks: the underlay address of the host it lives on
 
 
@@ -146,14 +149,15 @@ _ADDRESS_TYPES = (IPv4Address, IPv6Address, IPv4Network, IPv6Network)
 
 
 # Fields a cluster added, written only when set: a single host's rows stay as they were.
-# Likewise a sandbox's health check: rows without one encode back exactly as they were.
-_CLUSTER_ONLY = {"vni": None, "vtep": "", "healthcheck": None}
+_CLUSTER_ONLY = {"vni": None, "vtep": ""}
+# Likewise the fields of features few use (Docker's legacy links, health checks).
+_WRITTEN_WHEN_SET = {**_CLUSTER_ONLY, "links": (), "healthcheck": None}
 
 
 def to_dict(obj: Any) -> dict[str, Any]:
     """A JSON-ready dict of a model object (addresses as strings, tuples as lists)."""
     data = asdict(obj)
-    for key, unset in _CLUSTER_ONLY.items():
+    for key, unset in _WRITTEN_WHEN_SET.items():
         if key in data and data[key] == unset:
             del data[key]
     return _jsonable(data)
@@ -235,6 +239,7 @@ def endpoint_from_dict(d: dict[str, Any]) -> Endpoint:
     kw["ipv4"] = IPv4Address(kw["ipv4"])
     kw["ipv6"] = _opt(IPv6Address, kw.get("ipv6"))
     kw["aliases"] = tuple(kw.get("aliases", ()))
+    kw["links"] = _pairs(kw.get("links", ()))
     return Endpoint(**kw)
 
 

@@ -24,6 +24,7 @@ OPT_MTU = "com.docker.network.driver.mtu"
 OPT_BRIDGE_MTU = OPT_PREFIX + "mtu"
 OPT_INTERNAL = "com.docker.network.internal"
 OPT_DNS_TTL = "dnsd.dns_ttl"
+OPT_DNS_CACHE = "dnsd.dns_cache"  # false: this network's sandboxes bypass the forward cache
 OPT_IFNAME = "com.docker.network.endpoint.ifname"  # an endpoint DriverOpt (Docker 26+)
 
 
@@ -72,6 +73,8 @@ class NetworkRequest:
                 kw["mtu"] = _int_option(options[key], key, 68, 65535)
         if OPT_NAME in options:
             kw["bridge"] = options[OPT_NAME]
+        if OPT_DNS_CACHE in options:
+            _bool_option(options[OPT_DNS_CACHE], OPT_DNS_CACHE)  # kept in `options`, checked here
         if OPT_DNS_TTL in options:
             kw["dns_ttl"] = _int_option(options[OPT_DNS_TTL], OPT_DNS_TTL, 0, 2**31 - 1)
         req = cls(
@@ -105,10 +108,13 @@ class ConnectRequest:
     ipv6: str | None = None
     mac: str | None = None
     ifname: str | None = None  # name inside the sandbox (a CNI runtime's CNI_IFNAME); None: ethN
+    links: tuple[tuple[str, str], ...] = ()  # (target sandbox ref, alias); see parse_links
 
     def __post_init__(self) -> None:
         for alias in self.aliases:
             validate_dns_name(alias, "Aliases")
+        for _, alias in self.links:
+            validate_dns_name(alias, "Links")
         if self.ifname is not None:
             validate_ifname(self.ifname, OPT_IFNAME)
         if self.ipv4 is not None:
@@ -162,6 +168,19 @@ class SandboxRequest:
             seen.add(key)
 
 
+def parse_links(values: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    """Docker's `["target:alias"]` (or `"target"`, aliased by its own name) as pairs."""
+    out: list[tuple[str, str]] = []
+    for value in values:
+        target, _, alias = value.partition(":")
+        target = target.lstrip("/")  # Docker also writes "/target:/linker/alias"
+        alias = alias.rpartition("/")[2] or target
+        if not target:
+            raise InvalidArgument(f"{value!r}: use TARGET[:ALIAS]", field="Links")
+        out.append((target, alias))
+    return tuple(dict.fromkeys(out))
+
+
 def parse_port_bindings(value: Any) -> tuple[PortBinding, ...]:
     """Docker's `{"80/tcp": [{"HostIp": "", "HostPort": "8080"}]}` (or our list form)."""
     if value in (None, {}):
@@ -203,6 +222,12 @@ def _address(value: object, version: int | None, field: str) -> str:
     if version is not None and addr.version != version:
         raise InvalidArgument(f"{value!r} is not an IPv{version} address", field=field)
     return str(addr)
+
+
+def dns_cache_enabled(options: tuple[tuple[str, str], ...]) -> bool:
+    """A network's `dnsd.dns_cache` option (default true)."""
+    value = dict(options).get(OPT_DNS_CACHE)
+    return True if value is None else _bool_option(value, OPT_DNS_CACHE)
 
 
 def _bool_option(value: str, key: str) -> bool:

@@ -16,7 +16,7 @@ from aiohttp import web
 from netcore.engine import DEFAULT_NETWORK, Engine
 from netcore.errors import InvalidArgument, NetworkInUse, NotFound
 from netcore.model import Network, Snapshot
-from netcore.requests import OPT_IFNAME, ConnectRequest, NetworkRequest
+from netcore.requests import OPT_IFNAME, ConnectRequest, NetworkRequest, parse_links
 
 from .bodies import Fields, json_object, query_filters
 from .middleware import PredefinedNetwork, reply
@@ -222,6 +222,7 @@ def connect_request(endpoint: Fields) -> ConnectRequest:
         ipv6=ipam.optional_string("IPv6Address"),
         mac=endpoint.optional_string("MacAddress"),
         ifname=endpoint.string_map("DriverOpts").get(OPT_IFNAME) or None,
+        links=parse_links(endpoint.strings("Links") or ()),
     )
 
 

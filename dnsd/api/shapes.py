@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import platform
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -139,7 +140,7 @@ def network_shape(snapshot: Snapshot, network: AnyNetwork) -> dict[str, Any]:
 # --- sandboxes ---
 
 
-def _endpoint_shape(network: Network, ep: Endpoint) -> dict[str, Any]:
+def _endpoint_shape(network: Network, ep: Endpoint, names: Mapping[str, str]) -> dict[str, Any]:
     v6 = network.ipv6
     return {
         "NetworkID": network.id,
@@ -154,6 +155,8 @@ def _endpoint_shape(network: Network, ep: Endpoint) -> dict[str, Any]:
         "GlobalIPv6PrefixLen": v6.subnet.prefixlen if v6 and ep.ipv6 else 0,
         "IPv6Gateway": str(v6.gateway) if v6 and ep.ipv6 else "",
         "Aliases": list(ep.aliases),
+        # Docker's EndpointSettings.Links: "target:alias", null when there are none.
+        "Links": [f"{names.get(t, t[:12])}:{alias}" for t, alias in ep.links] or None,
         "DefaultRoute": ep.is_gateway,
     }
 
@@ -174,10 +177,11 @@ def sandbox_shape(snapshot: Snapshot, sandbox: Sandbox) -> dict[str, Any]:
     A `container:` sandbox shares its target's namespace, so it shows the target's networks.
     """
     by_id = {s.id: s for s in snapshot.sandboxes}
+    names = {s.id: s.name for s in snapshot.sandboxes}
     networks = {n.id: n for n in snapshot.networks}
     owner = sandbox.joined_to if sandbox.mode == "container" and sandbox.joined_to else sandbox.id
     attached = {
-        networks[ep.network_id].name: _endpoint_shape(networks[ep.network_id], ep)
+        networks[ep.network_id].name: _endpoint_shape(networks[ep.network_id], ep, names)
         for ep in snapshot.endpoints
         if ep.sandbox_id == owner and ep.network_id in networks
     }

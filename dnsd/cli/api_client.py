@@ -165,9 +165,11 @@ class ApiClient:
         ipv6: str | None = None,
         mac: str | None = None,
         ifname: str | None = None,
+        links: Sequence[str] = (),
     ) -> None:
-        """`ifname`: the interface name inside the sandbox (default: the next free ethN)."""
-        endpoint = _endpoint(aliases, ipv4, ipv6, mac, ifname)
+        """`ifname`: the interface name inside the sandbox (default: the next free ethN);
+        `links`: Docker's legacy links, `TARGET[:ALIAS]`."""
+        endpoint = _endpoint(aliases, ipv4, ipv6, mac, ifname, links)
         body = {"Container": sandbox, "EndpointConfig": endpoint}
         self.request("POST", f"/networks/{_quote(network)}/connect", body)
 
@@ -204,6 +206,7 @@ class ApiClient:
         ipv6: str | None = None,
         mac: str | None = None,
         ifname: str | None = None,
+        links: Sequence[str] = (),
         healthcheck: dict[str, Any] | None = None,
     ) -> str:
         """Create a sandbox (and join `network` at once); its id. `publish` items are
@@ -219,8 +222,8 @@ class ApiClient:
             "PortBindings": port_bindings(publish),
             "NetworkMode": network,
         }
-        if aliases or ipv4 or ipv6 or mac or ifname:
-            body["EndpointConfig"] = _endpoint(aliases, ipv4, ipv6, mac, ifname)
+        if aliases or ipv4 or ipv6 or mac or ifname or links:
+            body["EndpointConfig"] = _endpoint(aliases, ipv4, ipv6, mac, ifname, links)
         if healthcheck is not None:
             body["Healthcheck"] = healthcheck
         return self.request("POST", "/sandboxes", body)["Id"]
@@ -248,9 +251,11 @@ def _endpoint(
     ipv6: str | None,
     mac: str | None,
     ifname: str | None = None,
+    links: Sequence[str] = (),
 ) -> dict[str, Any]:
     endpoint: dict[str, Any] = {
         "Aliases": list(aliases),
+        "Links": list(links) or None,
         "IPAMConfig": {"IPv4Address": ipv4 or "", "IPv6Address": ipv6 or ""},
         "MacAddress": mac or "",
     }

@@ -147,7 +147,13 @@ def remove_each(remove: Callable[[str], None], refs: list[str]) -> int:
 
 def cmd_network_connect(client: ApiClient, args: argparse.Namespace) -> int:
     client.connect(
-        args.network, args.sandbox, aliases=args.alias, ipv4=args.ip, ipv6=args.ip6, mac=args.mac
+        args.network,
+        args.sandbox,
+        aliases=args.alias,
+        ipv4=args.ip,
+        ipv6=args.ip6,
+        mac=args.mac,
+        links=args.link,
     )
     return 0
 
@@ -186,6 +192,7 @@ def cmd_sandbox_create(client: ApiClient, args: argparse.Namespace) -> int:
             network=args.network,
             aliases=args.alias,
             ipv4=args.ip,
+            links=args.link,
             healthcheck=check,
         )
     except ValueError as exc:  # a --publish spec the client could not read

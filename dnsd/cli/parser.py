@@ -11,6 +11,9 @@ from netcore.store.etcd import DEFAULT_HOST_TTL_S
 
 from ..cni.install import add_parser as add_cni_parser
 from ..config import (
+    CACHE_MAX_NEGATIVE_TTL,
+    CACHE_MAX_TTL,
+    CACHE_SIZE,
     DEFAULT_API_SOCKET,
     DEFAULT_STATE_DIR,
     FORWARD_DEADLINE_S,
@@ -81,6 +84,21 @@ def _add_serve(sub: Any) -> None:
                             "help": "forwarded queries/s per sandbox (default: unlimited)"}),
         ("--reconcile-interval", {"type": float, "default": 10.0, "metavar": "S",
                                   "help": "how often the kernel is checked against the state"}),
+        ("--cache-size", {"type": int, "default": CACHE_SIZE, "metavar": "N",
+                          "help": "forwarded answers cached (LRU); 0 turns the cache off"}),
+        ("--cache-max-ttl", {"type": int, "default": CACHE_MAX_TTL, "metavar": "S",
+                             "help": "longest a forwarded answer is cached"}),
+        ("--cache-max-negative-ttl", {"type": int, "default": CACHE_MAX_NEGATIVE_TTL,
+                                      "metavar": "S", "help": "longest for NXDOMAIN/NODATA"}),
+        ("--cache-stale", {"default": "0", "metavar": "DURATION",
+                           "help": "serve expired answers this long (e.g. 1h) when every "
+                                   "upstream fails (RFC 8767; default: off)"}),
+        ("--host-dns", {**MANY, "metavar": "ADDR[:PORT]",
+                        "help": "answer <name>.<network> for the host here (repeat)"}),
+        ("--host-dns-domain", {"metavar": "DOMAIN",
+                               "help": "also answer <name>.<network>.DOMAIN"}),
+        ("--host-hosts-file", {"metavar": "PATH",
+                               "help": "keep a hosts file of <name>.<network> here"}),
         ("--store", {"metavar": "URL", "help": "sqlite://PATH (default: STATE_DIR/state.db), "
                      "memory://, or etcd://HOST:PORT[,HOST:PORT...][/PREFIX] for several hosts"}),
         ("--host-id", {"metavar": "NAME", "help": "this host in the cluster (default: hostname)"}),
@@ -120,6 +138,7 @@ def _add_network(sub: Any, conn: argparse.ArgumentParser, fmt: argparse.Argument
     _command(
         net, "connect", cmd_network_connect, [conn], "connect a sandbox to a network",
         ("network",), ("sandbox",), ("--alias", MANY), ("--ip",), ("--ip6",), ("--mac",),
+        ("--link", {**MANY, "metavar": "TARGET[:ALIAS]", "help": "Docker's legacy link (repeat)"}),
     )  # fmt: skip
     _command(
         net, "disconnect", lambda c, a: c.disconnect(a.network, a.sandbox, force=a.force),
@@ -143,6 +162,8 @@ def _add_sandbox(sub: Any, conn: argparse.ArgumentParser, fmt: argparse.Argument
         ("--network", {"default": "", "metavar": "NAME|none|host|container:NAME"}),
         ("--alias", {**MANY, "help": "name on --network (repeat)"}),
         ("--ip", {"help": "address on --network"}),
+        ("--link", {**MANY, "metavar": "TARGET[:ALIAS]",
+                    "help": "Docker's legacy link on --network (repeat)"}),
         ("--dns", {**MANY, "metavar": "IP"}),
         ("--dns-search", {**MANY, "metavar": "DOMAIN"}),
         ("--dns-option", {**MANY, "metavar": "OPTION"}),

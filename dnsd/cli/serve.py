@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import os
+import re
 
 from netcore.store.etcd import ClusterOptions
 
@@ -46,6 +47,15 @@ def serve_config(args: argparse.Namespace) -> DaemonConfig:
         if args.forward_rate is None
         else _positive(args.forward_rate, "--forward-rate"),
         reconcile_interval_s=_positive(args.reconcile_interval, "--reconcile-interval"),
+        cache_size=_at_least_zero(args.cache_size, "--cache-size"),
+        cache_max_ttl=_at_least_zero(args.cache_max_ttl, "--cache-max-ttl"),
+        cache_max_negative_ttl=_at_least_zero(
+            args.cache_max_negative_ttl, "--cache-max-negative-ttl"
+        ),
+        cache_stale_s=duration(args.cache_stale, "--cache-stale"),
+        host_dns=tuple(args.host_dns),
+        host_dns_domain=args.host_dns_domain,
+        host_hosts_file=args.host_hosts_file,
         store=_store_url(args.store),
         cluster=_cluster(args),
     )
@@ -80,6 +90,21 @@ def _cluster(args: argparse.Namespace) -> ClusterOptions:
         user=args.etcd_user,
         password=args.etcd_password or os.environ.get("DNSD_ETCD_PASSWORD"),
     )
+
+
+def duration(value: str, flag: str) -> float:
+    """Seconds from `90`, `90s`, `30m`, `1h`, `1d` or a sum of them (`1h30m`)."""
+    parts = re.findall(r"(\d+(?:\.\d+)?)([smhd]?)", value.strip())
+    if not value.strip() or "".join(n + u for n, u in parts) != value.strip():
+        raise UsageError(f"{flag} {value!r}: give a duration such as 90s, 30m, 1h or 1d")
+    units = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+    return sum(float(number) * units[unit] for number, unit in parts)
+
+
+def _at_least_zero(value: int, flag: str) -> int:
+    if value < 0:
+        raise UsageError(f"{flag} must be 0 or more, got {value}")
+    return value
 
 
 def _positive(value: float, flag: str) -> float:

@@ -129,7 +129,11 @@ def assemble_view(
     health: Mapping[str, str] = NO_HEALTH,
     fail_open: int = 0,
 ) -> ZoneView:
-    """One zone per sandbox with a listener: the table of its set of networks, its flags."""
+    """One zone per sandbox with a listener: the table of its set of networks (under its link
+    aliases, if it has any), its flags."""
+    from .links import link_tables, with_links  # links.py builds on this module
+
+    links = link_tables(index)
     zones: dict[str, SandboxZone] = {}
     for sid, sandbox in index.sandboxes.items():
         root = index.roots[sid]
@@ -141,7 +145,7 @@ def assemble_view(
         options = root.dns_options
         zones[sid] = SandboxZone(
             sandbox_id=sid,
-            names=table_for(network_ids),
+            names=with_links(table_for(network_ids), links.get(root.id)),
             network_ids=network_ids,
             internal_only=all(index.networks[nid].internal for nid in network_ids),
             explicit_ndots=host_explicit_ndots
@@ -179,11 +183,17 @@ def sandbox_names(sandbox: Sandbox, aliases: tuple[str, ...], network_name: str)
     The network suffix is matched case-insensitively like every other label (RFC 4343); Docker
     20.10 matches it case-sensitively (row L10): a deliberate difference.
     """
+    for base in sandbox_bases(sandbox, aliases):
+        yield base
+        yield f"{base}.{network_name}"
+
+
+def sandbox_bases(sandbox: Sandbox, aliases: tuple[str, ...]) -> Iterator[str]:
+    """The names of `sandbox` without a network: name, hostname, `aliases`, 12-hex id."""
     for name in (sandbox.name, sandbox.hostname, *aliases, sandbox.id[:12]):
         base = name[:-1] if name.endswith(".") else name
         if base:
             yield base
-            yield f"{base}.{network_name}"
 
 
 # Lower-cased name -> {type: {rdata}} of one network; all with the network's dns_ttl.

@@ -2,23 +2,32 @@
 
 The glue between the listeners and the `Forwarder`: the sandbox's own upstreams (else the
 host's), sockets from the sandbox's namespace (else from the daemon's, for the host's loopback
-resolvers), and SERVFAIL for a sandbox whose listener is gone.
+resolvers), SERVFAIL for a sandbox whose listener is gone, and the forward cache in front
+(shared by every sandbox with the same upstream set; a network with `dnsd.dns_cache=false`
+takes its sandboxes out of it).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import socket
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Callable, Hashable, Mapping
 from typing import Protocol
 
-from netcore.model import Sandbox
+from netcore.model import Sandbox, Snapshot
+from netcore.requests import dns_cache_enabled
 
 from ..core.answer import Forward
+from ..core.wire import PLAIN_UDP_LIMIT, empty_reply
 from ..core.wire import SERVFAIL as RCODE_SERVFAIL
-from ..core.wire import empty_reply
 from ..sandbox_files.resolvconf import Upstream, sandbox_upstreams
 from ..serve.listeners import SandboxListener, SocketPool
+from .cache import ForwardCache, cache_key
 from .forwarder import Forwarder
+
+# (upstreams, cache scope or None when the sandbox does not use the cache)
+Plan = tuple[tuple[Upstream, ...], Hashable | None]
 
 
 class Listeners(Protocol):
@@ -33,35 +42,103 @@ class ForwardRoute:
         forwarder: Forwarder,
         listeners: Listeners,
         host_upstreams: tuple[Upstream, ...] = (),
+        cache: ForwardCache | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.forwarder = forwarder
         self.listeners = listeners
+        self.cache = cache if cache is not None else ForwardCache(0)
+        self.clock = clock
         self._sandboxes: Mapping[str, Sandbox] = {}
         self._host_upstreams = host_upstreams
+        self._uncached: frozenset[str] = frozenset()
+        self._plans: dict[str, Plan] = {}
 
     def update(
-        self, sandboxes: Mapping[str, Sandbox], host_upstreams: tuple[Upstream, ...]
+        self,
+        sandboxes: Mapping[str, Sandbox],
+        host_upstreams: tuple[Upstream, ...],
+        uncached: frozenset[str] = frozenset(),
     ) -> None:
+        """A new registry snapshot or host resolv.conf; `uncached`: the sandboxes that opted
+        out of the cache (`cache_opt_outs`). Entries of upstream sets that no sandbox uses
+        any more are flushed."""
+        old = self._plans
         self._sandboxes = sandboxes
         self._host_upstreams = host_upstreams
+        self._uncached = uncached
+        self._plans = {}
+        if self.cache.enabled and len(self.cache):
+            scopes = {scope for _, scope in map(self._plan, sandboxes) if scope is not None}
+            if scopes != {scope for _, scope in old.values() if scope is not None}:
+                self.cache.retain(scopes)
+
+    def cached(self, decision: Forward, sandbox_id: str) -> bytes | None:
+        """The cached answer for a UDP query, or None (then `forward` it). No await: the
+        listener answers hits from its receive loop, like local names."""
+        scope = self._plans.get(sandbox_id) or self._plan(sandbox_id)
+        if scope[1] is None:
+            return None
+        query = decision.query
+        reply = self.cache.lookup(cache_key(scope[1], query), query, self.clock())
+        if reply is None:
+            return None
+        size = query.edns_size or 0
+        return reply if len(reply) <= max(size, PLAIN_UDP_LIMIT) else None
 
     async def forward(
         self, packet: bytes, decision: Forward, sandbox_id: str, *, tcp: bool
     ) -> bytes:
+        """The reply to a forwarded query. Over UDP the listener asked `cached` already; over
+        TCP the cache is looked up here (any size fits)."""
         listener = self.listeners.get(sandbox_id)
         if listener is None:  # removed meanwhile: never forward from the daemon's namespace
             return empty_reply(decision.query, RCODE_SERVFAIL)
-        sandbox = self._sandboxes.get(sandbox_id)
-        own = sandbox.dns if sandbox is not None else ()
-        upstreams = sandbox_upstreams(own, self._host_upstreams)  # the host's, unless it has own
-        return await self.forwarder.forward(
+        upstreams, scope = self._plans.get(sandbox_id) or self._plan(sandbox_id)
+        query = decision.query
+        key = None if scope is None else cache_key(scope, query)
+        if key is not None and tcp:
+            hit = self.cache.lookup(key, query, self.clock())
+            if hit is not None:
+                return hit
+        reply = await self.forwarder.forward(
             packet,
-            decision.query,
+            query,
             upstreams,
             tcp=tcp,
             sandbox_key=sandbox_id,
             sock_factory_for=socket_factory(listener.pool),
         )
+        if key is None or not upstreams:
+            return reply
+        return self.cache.store(key, query, reply, self.clock())
+
+    def _plan(self, sandbox_id: str) -> Plan:
+        sandbox = self._sandboxes.get(sandbox_id)
+        own = sandbox.dns if sandbox is not None else ()
+        upstreams = sandbox_upstreams(own, self._host_upstreams)  # the host's, unless it has own
+        scope: Hashable | None = None
+        if self.cache.enabled and upstreams and sandbox_id not in self._uncached:
+            # A loopback server of the sandbox's own is a different server in every sandbox.
+            private = any(_loopback(u.address) and not u.host_loopback for u in upstreams)
+            scope = (upstreams, sandbox_id) if private else upstreams
+        plan = self._plans[sandbox_id] = (upstreams, scope)
+        return plan
+
+
+def cache_opt_outs(snapshot: Snapshot) -> frozenset[str]:
+    """The sandboxes attached to a network with `dnsd.dns_cache=false`."""
+    off = {n.id for n in snapshot.networks if not dns_cache_enabled(n.options)}
+    if not off:
+        return frozenset()
+    return frozenset(e.sandbox_id for e in snapshot.endpoints if e.network_id in off)
+
+
+def _loopback(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address.split("%")[0]).is_loopback
+    except ValueError:
+        return False
 
 
 def socket_factory(pool: SocketPool) -> Callable[[Upstream], Callable]:

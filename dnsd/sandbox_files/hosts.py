@@ -43,8 +43,11 @@ def own_names(sandbox: Sandbox) -> tuple[str, ...]:
     return tuple(unique)
 
 
-def render_hosts(sandbox: Sandbox, addresses: Sequence[str]) -> str:
-    """The hosts file of `sandbox`, whose endpoints have `addresses` (one line each, in order).
+def render_hosts(
+    sandbox: Sandbox, addresses: Sequence[str], links: Sequence[tuple[str, str]] = ()
+) -> str:
+    """The hosts file of `sandbox`, whose endpoints have `addresses` (one line each, in order);
+    `links` are `(address, names)` lines of its legacy links, written after the extra hosts.
 
     Mode none gets the fixed block only. Mode host must use the host's own /etc/hosts, which is
     not ours to render, so it is refused.
@@ -60,6 +63,7 @@ def render_hosts(sandbox: Sandbox, addresses: Sequence[str]) -> str:
         f"{_address(address, 'extra_hosts')}\t{validate_dns_name(name, 'extra_hosts')}"
         for name, address in sandbox.extra_hosts
     ]
+    lines.extend(f"{_address(address, 'links')}\t{names}" for address, names in links)
     names = " ".join(own_names(sandbox))
     lines.extend(f"{_address(address, 'addresses')}\t{names}" for address in addresses)
     return FIXED_BLOCK + "".join(f"{line}\n" for line in lines)

@@ -17,6 +17,7 @@ from ..config import DaemonConfig
 from ..core.view import root_sandbox
 from .host import HostResolv
 from .hosts import render_hosts
+from .links import link_host_lines
 from .managed import write_managed
 from .resolvconf import sandbox_resolv_conf
 
@@ -51,12 +52,14 @@ class SandboxFilesWriter:
             own.append(str(ep.ipv4))
             if ep.ipv6 is not None:
                 own.append(str(ep.ipv6))
+        links = link_host_lines(snapshot)
         for sid, sandbox in sandboxes.items():
             if sandbox.mode == "host" or not sandbox.resolv_conf_path:
                 continue
             root = root_sandbox(sandbox, sandboxes)
             own = tuple(addresses.get(root.id if root else sid, ()))
-            key = (sandbox, own, self.host)
+            linked = links.get(root.id if root else sid, ())
+            key = (sandbox, own, self.host, linked)
             if self._written.get(sid) == key:
                 continue
             hashes = os.path.join(self.config.state_dir, "sandboxes", sid)
@@ -68,7 +71,7 @@ class SandboxFilesWriter:
                     ),
                     hashes,
                 )
-                write_managed(sandbox.hosts_path, render_hosts(sandbox, own), hashes)
+                write_managed(sandbox.hosts_path, render_hosts(sandbox, own, linked), hashes)
                 self._written[sid] = key
             except Exception as exc:
                 log.warning("write resolv.conf/hosts of %s: %s", sandbox.name, exc)

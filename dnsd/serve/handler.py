@@ -14,6 +14,10 @@ class QueryHandler(Protocol):
         """The current zone view (swapped atomically on every registry change)."""
         ...
 
+    def cached(self, decision: Forward, sandbox_id: str) -> bytes | None:
+        """The forward cache's answer for a UDP query, or None (then `forward` it)."""
+        ...
+
     async def forward(
         self, packet: bytes, decision: Forward, sandbox_id: str, *, tcp: bool
     ) -> bytes:

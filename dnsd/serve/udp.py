@@ -3,7 +3,8 @@
 No asyncio transport: `loop.add_reader` plus recvmmsg/sendmmsg (mmsg.py) reads a batch of
 queries with one system call and sends their answers with another, instead of a callback and
 two system calls per datagram (issue 5's measurements). Works the same on asyncio and uvloop.
-Local answers are sent from the callback; forwards become tasks.
+Local answers and the forward cache's hits are sent from the callback; forwards that miss
+the cache become tasks.
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ class UdpServer:
         sid, rng = self.sandbox_id, self._rng
         view = self.handler.view
         remembered = cache.entries(view).get  # the hot path: one slice, one lookup
+        forward_cached = self.handler.cached
         queue_reply, flush = batch.queue_reply, batch.flush
         for _ in range(ROUNDS):
             try:
@@ -77,13 +79,16 @@ class UdpServer:
                     reply = packet[:2] + body
                 else:
                     decision = answer(packet, sid, view, tcp=False, rng=rng)
-                    if type(decision) is Forward:
-                        self._spawn_forward(packet, decision, batch.sender(index))
-                        continue
-                    if type(decision) is not Reply:
+                    if type(decision) is Reply:
+                        reply = decision.data
+                        cache.put(packet, reply, view)
+                    elif type(decision) is Forward:
+                        reply = forward_cached(decision, sid)  # a hit costs no task either
+                        if reply is None:
+                            self._spawn_forward(packet, decision, batch.sender(index))
+                            continue
+                    else:
                         continue  # Drop
-                    reply = decision.data
-                    cache.put(packet, reply, view)
                 if not queue_reply(fd, index, reply):
                     self._send_alone(reply, batch.sender(index))
                     continue

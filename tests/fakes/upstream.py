@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, TypeVar
 
-from dnslib import AAAA, EDNS0, MX, QTYPE, RCODE, RR, TXT, A, DNSQuestion, DNSRecord
+from dnslib import AAAA, EDNS0, MX, QTYPE, RCODE, RR, SOA, TXT, A, DNSQuestion, DNSRecord
 
 from dnsd.sandbox_files.resolvconf import Upstream
 
@@ -106,6 +106,7 @@ class FakeUpstream:
         netns: str | None = None,
         spoof_host: str | None = None,
         ttl: int = 300,
+        negative_soa: tuple[int, int] | None = None,
     ) -> None:
         self.zone = {name.lower().rstrip("."): types for name, types in zone.items()}
         self.behaviour = behaviour  # type: ignore[assignment]  # via the property setter
@@ -114,6 +115,9 @@ class FakeUpstream:
         self.netns = netns
         self.spoof_host = spoof_host or host
         self.ttl = ttl
+        # (SOA TTL, SOA minimum): NXDOMAIN and NODATA carry the zone's SOA (RFC 2308); None:
+        # no SOA, as before (a negative answer a cache must not keep).
+        self.negative_soa = negative_soa
         self.queries: list[SeenQuery] = []
         self._udp: asyncio.DatagramTransport | None = None
         self._spoof_udp: asyncio.DatagramTransport | None = None
@@ -196,13 +200,22 @@ class FakeUpstream:
         if types is None:  # like dnsmasq for names it does not own: not authoritative
             reply = request.reply(aa=0)
             reply.header.rcode = RCODE.NXDOMAIN
+            self._add_soa(reply)
             return reply
         reply = request.reply()
         qtype = QTYPE.get(request.q.qtype)
         for value in types.get(qtype, ()):
             rdata = _RDATA[qtype](value)
             reply.add_answer(RR(request.q.qname, request.q.qtype, rdata=rdata, ttl=self.ttl))
+        if not reply.rr:
+            self._add_soa(reply)
         return reply
+
+    def _add_soa(self, reply: DNSRecord) -> None:
+        if self.negative_soa is not None:
+            ttl, minimum = self.negative_soa
+            rdata = SOA("ns.anchors.test", "admin.anchors.test", (1, 3600, 600, 86400, minimum))
+            reply.add_auth(RR("anchors.test", QTYPE.SOA, rdata=rdata, ttl=ttl))
 
     def _respond(self, data: bytes, transport: str, source: tuple[str, int]) -> list[bytes]:
         """Record the query; the messages to send back, in order (empty: stay silent)."""

@@ -6,7 +6,7 @@ import asyncio
 import socket
 
 import pytest
-from dnslib import QTYPE, RCODE, DNSRecord
+from dnslib import QTYPE, RCODE, RR, DNSRecord
 
 from dnsd.core.answer import Forward
 from dnsd.core.view import build_view
@@ -33,6 +33,11 @@ class FakeHandler:
     def __init__(self) -> None:
         self.view = build_view(SNAP)
         self.forwarded: list[bytes] = []
+        self.hits: dict[bytes, bytes] = {}  # qname_lower -> cached reply (id replaced)
+
+    def cached(self, decision: Forward, sandbox_id: str) -> bytes | None:
+        reply = self.hits.get(decision.query.qname_lower)
+        return None if reply is None else decision.query.id.to_bytes(2, "big") + reply[2:]
 
     async def forward(self, packet: bytes, decision: Forward, sandbox_id: str, *, tcp: bool):
         self.forwarded.append(packet)
@@ -70,6 +75,40 @@ async def test_udp_batches_local_answers_and_forwards_the_rest():
             assert reply.q.qname == q.q.qname  # case echoed
         last = replies[queries[-1].header.id]
         assert last.header.rcode == RCODE.NXDOMAIN and len(handler.forwarded) == 1
+    finally:
+        server.close()
+        client.close()
+
+
+@pytest.mark.asyncio
+async def test_udp_answers_forward_cache_hits_in_its_loop_without_forwarding():
+    handler = FakeHandler()
+    cached = DNSRecord.question("hit.example").reply()
+    cached.add_answer(*RR.fromZone("hit.example. 60 A 192.0.2.7"))
+    handler.hits[b"\x03hit\x07example\x00"] = cached.pack()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    server = UdpServer(sock, CLI.id, handler)
+    server.start(asyncio.get_running_loop())
+    client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    client.setblocking(False)
+    loop = asyncio.get_running_loop()
+    try:
+        names = ["hit.example", "web", "miss.example", "hit.example"]
+        for i, name in enumerate(names):
+            query = DNSRecord.question(name)
+            query.header.id = 100 + i
+            client.sendto(query.pack(), sock.getsockname())
+        replies = {}
+        async with asyncio.timeout(5):
+            while len(replies) < len(names):
+                reply = DNSRecord.parse(await loop.sock_recv(client, 4096))
+                replies[reply.header.id] = reply
+        assert [str(rr.rdata) for rr in replies[100].rr] == ["192.0.2.7"]
+        assert [str(rr.rdata) for rr in replies[103].rr] == ["192.0.2.7"]
+        assert [str(rr.rdata) for rr in replies[101].rr] == ["10.1.0.2"]
+        assert replies[102].header.rcode == RCODE.NXDOMAIN
+        assert [DNSRecord.parse(p).q.qname for p in handler.forwarded] == ["miss.example."]
     finally:
         server.close()
         client.close()
