@@ -31,6 +31,7 @@ from .errors import (
     PoolOverlap,
     VanishedNamespace,
 )
+from .healthcheck import Healthcheck
 from .intents import Connect, CreateNetwork, CreateSandbox, Disconnect, RemoveNetwork, RemoveSandbox
 from .ipam.pools import check_overlap, resolve_ipv4, resolve_ipv6
 from .kernel.base import Kernel
@@ -266,6 +267,7 @@ class Engine:
                 dns_options=req.dns_options,
                 extra_hosts=req.extra_hosts,
                 ports=req.ports,
+                healthcheck=req.healthcheck,
                 resolv_conf_path="" if mode == "host" else os.path.join(files, "resolv.conf"),
                 hosts_path="" if mode == "host" else os.path.join(files, "hosts"),
                 created=_now(),
@@ -273,6 +275,15 @@ class Engine:
             self.changes.create(CreateSandbox(sandbox), done=[put(sandbox)])
             log.info("sandbox created: %s (%s) %s", sandbox.name, mode, netns_path)
             return sandbox
+
+    def update_sandbox(self, ref: str, healthcheck: Healthcheck | None) -> Sandbox:
+        """Replace a sandbox's health check (None removes it): registry only, no kernel work."""
+        with self._lock:
+            sandbox = self.registry.find_sandbox(ref)
+            updated = replace(sandbox, healthcheck=healthcheck)
+            if updated != sandbox:
+                self.registry.commit([put(updated)])
+            return updated
 
     def _sandbox_namespace(self, req: SandboxRequest) -> tuple[str, str | None, str, bool]:
         """(mode, joined_to, netns path, owned) for a request."""
