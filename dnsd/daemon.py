@@ -22,9 +22,11 @@ from netcore.store import SharedStore, open_store
 from . import __version__
 from .api.app import claim_socket_path, create_app, start_tcp, start_unix
 from .config import DaemonConfig
+from .events.bus import EventBus
 from .follower import Follower
 from .forward.forwarder import Forwarder
 from .forward.health import UpstreamHealth
+from .health.monitor import HealthMonitor
 from .hostdns.service import HostDns, HostDnsConfig
 from .metrics.collector import build_registry
 from .metrics.counters import ApiStats, StatsBook
@@ -104,6 +106,11 @@ async def _serve(config: DaemonConfig, ready: asyncio.Event | None, fresh: bool)
     book = StatsBook(query_log) if config.metrics else None
     follower = Follower(loop, config, forwarder, kernel, stats_book=book)
     registry.subscribe(follower.on_snapshot)
+    events = EventBus(loop)
+    events.follow(registry.snapshot())
+    registry.subscribe(events.on_snapshot)
+    health = HealthMonitor(loop, follower.update_health, events.on_health)
+    registry.subscribe(health.on_snapshot)
     engine.first_connect_hooks.append(follower.prepare_listener)
     if isinstance(store, SharedStore):  # several hosts: overlays, and the others' changes
         registry.subscribe(OverlayProgrammer(kernel).on_snapshot)
@@ -119,6 +126,7 @@ async def _serve(config: DaemonConfig, ready: asyncio.Event | None, fresh: bool)
     await asyncio.to_thread(follower.on_snapshot, registry.snapshot(), force=True)
     await asyncio.to_thread(follower.clear_stale_redirects)
     host_dns = await _start_host_dns(host_config, registry) if host_config.enabled else None
+    health.apply(registry.snapshot())
     if query_log is not None:
         query_log.sandbox_name = follower.sandbox_name
         query_log.start()
@@ -127,7 +135,13 @@ async def _serve(config: DaemonConfig, ready: asyncio.Event | None, fresh: bool)
     metrics = (
         build_registry(status.sources(book, api_stats, __version__)) if book is not None else None
     )
-    app_options = {"status": status, "metrics_registry": metrics, "api_stats": api_stats}
+    app_options = {
+        "status": status,
+        "metrics_registry": metrics,
+        "api_stats": api_stats,
+        "events": events,
+        "health": health,
+    }
     app = create_app(engine, version=__version__, **app_options)
     runners = [await start_unix(app, config.api_socket)]
     if config.api_tcp:
@@ -166,6 +180,7 @@ async def _serve(config: DaemonConfig, ready: asyncio.Event | None, fresh: bool)
         task.cancel()
     for runner in runners:
         await runner.cleanup()
+    await health.close()
     await follower.close()
     if host_dns is not None:
         await host_dns.close()

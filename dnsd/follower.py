@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Mapping
 
 from netcore.kernel.base import Kernel
 from netcore.model import Sandbox, Snapshot
@@ -53,6 +54,7 @@ class Follower:
         self._view = self._views.build(Snapshot())
         self._snapshot = Snapshot()
         self._sandboxes: dict[str, Sandbox] = {}
+        self._health: Mapping[str, str] = {}  # sandbox id -> status (dnsd.health)
         self._lock = threading.Lock()
 
     # --- QueryHandler ---
@@ -89,11 +91,25 @@ class Follower:
             self._sandboxes = sandboxes
             host = self.files.host
             self.route.update(sandboxes, host.upstreams, cache_opt_outs(snapshot))
-            self._view = self._views.build(snapshot, host_explicit_ndots=host.explicit_ndots)
+            self._view = self._views.build(
+                snapshot, host_explicit_ndots=host.explicit_ndots, health=self._health
+            )
             if self.stats_book is not None:
                 self.stats_book.follow(primary_networks(snapshot))
             self.listeners.reconcile(wanted_listeners(snapshot, sandboxes))
             self.files.write(snapshot, sandboxes)
+
+    def update_health(self, statuses: Mapping[str, str]) -> None:
+        """New health statuses: the names of the sandboxes whose status changed are re-packed
+        and the view swapped (a new view object, so every listener's reply cache starts
+        over). Thread: any but the loop's."""
+        with self._lock:
+            self._health = dict(statuses)
+            self._view = self._views.build(
+                self._snapshot,
+                host_explicit_ndots=self.files.host.explicit_ndots,
+                health=self._health,
+            )
 
     def reload_host(self) -> bool:
         """Re-read the host's resolv.conf; on a change, update every sandbox. Thread: any but

@@ -10,6 +10,8 @@ import ipaddress
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
+from .healthcheck import Healthcheck, healthcheck_from_dict
+
 IPv4Network = ipaddress.IPv4Network
 IPv6Network = ipaddress.IPv6Network
 IPv4Address = ipaddress.IPv4Address
@@ -104,6 +106,7 @@ class Sandbox:
     resolv_conf_path: str = ""
     hosts_path: str = ""
     created: str = ""
+    healthcheck: Healthcheck | None = None  # run by the daemon; None: no check
 
     @property
     def short_id(self) -> str:
@@ -169,8 +172,8 @@ _ADDRESS_TYPES = (IPv4Address, IPv6Address, IPv4Network, IPv6Network)
 
 # Fields a cluster added, written only when set: a single host's rows stay as they were.
 _CLUSTER_ONLY = {"vni": None, "vtep": ""}
-# Likewise the fields of features few use (Docker's legacy links).
-_WRITTEN_WHEN_SET = {**_CLUSTER_ONLY, "links": ()}
+# Likewise the fields of features few use (Docker's legacy links, health checks).
+_WRITTEN_WHEN_SET = {**_CLUSTER_ONLY, "links": (), "healthcheck": None}
 
 
 def to_dict(obj: Any) -> dict[str, Any]:
@@ -248,6 +251,7 @@ def sandbox_from_dict(d: dict[str, Any]) -> Sandbox:
         kw[key] = _opt(tuple, kw.get(key))
     kw["extra_hosts"] = _pairs(kw.get("extra_hosts", ()))
     kw["ports"] = tuple(port_from_dict(p) for p in kw.get("ports", ()))
+    kw["healthcheck"] = healthcheck_from_dict(kw.get("healthcheck"))  # absent in old rows
     return Sandbox(**kw)
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import InvalidArgument
+from .healthcheck import Healthcheck
 from .model import PortBinding
 from .names import validate_dns_name, validate_ifname, validate_object_name
 
@@ -137,6 +138,7 @@ class SandboxRequest:
     ports: tuple[PortBinding, ...] = ()
     network_mode: str = ""  # "", "none", "host", "container:<ref>", or a network to join
     connect: ConnectRequest = field(default_factory=ConnectRequest)
+    healthcheck: Healthcheck | None = None  # parsed by netcore.healthcheck.parse_healthcheck
 
     def __post_init__(self) -> None:
         validate_object_name(self.name, "Name")

@@ -6,6 +6,7 @@ clients always send one.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import stat
@@ -16,12 +17,15 @@ from prometheus_client import CollectorRegistry
 from netcore.engine import Engine
 from netcore.errors import Conflict
 
+from ..events.bus import EventBus
 from ..metrics.counters import ApiStats
 from ..metrics.exposition import METRICS_KEY, metrics
 from . import handlers_networks as networks
 from . import handlers_records as records
 from . import handlers_sandboxes as sandboxes
 from .access import access_middleware
+from .handlers_events import EVENTS_KEY, STOPPING_KEY, on_shutdown, stream_events
+from .handlers_sandboxes import HealthView
 from .info import STATUS_KEY, StatusSource, info_shape
 from .middleware import Handler, auth_middleware, error_middleware, reply, version_middleware
 from .openapi import build_document
@@ -46,6 +50,8 @@ ROUTES: tuple[tuple[str, str, Handler], ...] = (
     ("GET", "/sandboxes", sandboxes.list_sandboxes),
     ("GET", "/sandboxes/{ref}", sandboxes.inspect_sandbox),
     ("DELETE", "/sandboxes/{ref}", sandboxes.remove_sandbox),
+    ("POST", "/sandboxes/{ref}/update", sandboxes.update_sandbox),
+    ("GET", "/events", stream_events),
 )
 
 
@@ -104,11 +110,15 @@ def create_app(
     status: StatusSource | None = None,
     metrics_registry: CollectorRegistry | None = None,
     api_stats: ApiStats | None = None,
+    events: EventBus | None = None,
+    health: HealthView | None = None,
 ) -> web.Application:
     """The aiohttp application over `engine`; with `token`, every request needs it.
 
     `status` adds the running daemon's facts to `/info`, `metrics_registry` is what `/metrics`
-    exposes (503 without), `api_stats` counts requests by route and status."""
+    exposes (503 without), `api_stats` counts requests by route and status. `events` is the
+    daemon's bus (shared by its apps); without one the app makes its own, following the
+    registry. `health` gives `State.Health` of sandboxes."""
     middlewares = [access_middleware(api_stats), error_middleware]
     if token is not None:
         if not token:
@@ -122,11 +132,27 @@ def create_app(
         app[STATUS_KEY] = status
     if metrics_registry is not None:
         app[METRICS_KEY] = metrics_registry
+    if health is not None:
+        app[sandboxes.HEALTH_KEY] = health
+    app[STOPPING_KEY] = []
+    app.on_shutdown.append(on_shutdown)
+    if events is not None:
+        app[EVENTS_KEY] = events
+    else:
+        app.on_startup.append(_own_event_bus)
     for method, path, handler in all_routes():
         for prefix in ("", VERSION_PREFIX):
             app.router.add_route(method, prefix + path, handler)
     app.on_response_prepare.append(_docker_headers)
     return app
+
+
+async def _own_event_bus(app: web.Application) -> None:
+    registry = app[networks.ENGINE_KEY].registry
+    bus = EventBus(asyncio.get_running_loop())
+    bus.follow(registry.snapshot())
+    registry.subscribe(bus.on_snapshot)
+    app[EVENTS_KEY] = bus
 
 
 # --- serving (used by the daemon and the tests) ---

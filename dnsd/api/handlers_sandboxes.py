@@ -4,19 +4,31 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
+from typing import Any, Protocol
 
 from aiohttp import web
 
 from netcore.errors import InvalidArgument
+from netcore.healthcheck import parse_healthcheck
+from netcore.model import Sandbox, Snapshot
 from netcore.names import is_full_id, validate_object_name
 from netcore.requests import ConnectRequest, SandboxRequest, parse_port_bindings
 
+from ..health.shape import health_shape
+from ..health.state import Health
 from .bodies import Fields, json_object, query_filters
 from .handlers_networks import connect_request, engine_of, regex_match
 from .middleware import reply
 from .shapes import find_sandbox, sandbox_shape
 
 LIST_FILTERS = ("id", "name")
+
+
+class HealthView(Protocol):
+    def health(self, sandbox_id: str) -> Health | None: ...
+
+
+HEALTH_KEY = web.AppKey("health", HealthView)
 
 
 def _extra_hosts(items: tuple[str, ...] | None) -> tuple[tuple[str, str], ...]:
@@ -87,6 +99,7 @@ def sandbox_request(body: Fields) -> SandboxRequest:
         ports=parse_port_bindings(_port_bindings(body.raw("PortBindings"))),
         network_mode=mode,
         connect=connect,
+        healthcheck=parse_healthcheck(body.raw("Healthcheck")),
     )
 
 
@@ -109,7 +122,7 @@ async def list_sandboxes(request: web.Request) -> web.Response:
             continue
         if "id" in filters and not any(regex_match(p, sandbox.id) for p in filters["id"]):
             continue
-        body.append(sandbox_shape(snapshot, sandbox))
+        body.append(_with_health(request, snapshot, sandbox))
     return reply(body)
 
 
@@ -117,7 +130,28 @@ async def inspect_sandbox(request: web.Request) -> web.Response:
     """GET /sandboxes/{id|name}."""
     snapshot = engine_of(request).registry.snapshot()
     sandbox = find_sandbox(snapshot, request.match_info["ref"])
-    return reply(sandbox_shape(snapshot, sandbox))
+    return reply(_with_health(request, snapshot, sandbox))
+
+
+async def update_sandbox(request: web.Request) -> web.Response:
+    """POST /sandboxes/{id|name}/update {"Healthcheck": {...}} (null or no Test: remove it)."""
+    body = await json_object(request)
+    healthcheck = parse_healthcheck(body.raw("Healthcheck"))
+    engine = engine_of(request)
+    sandbox = find_sandbox(engine.registry.snapshot(), request.match_info["ref"])
+    await asyncio.to_thread(engine.update_sandbox, sandbox.id, healthcheck)
+    return reply({"Warnings": []})
+
+
+def _with_health(request: web.Request, snapshot: Snapshot, sandbox: Sandbox) -> dict[str, Any]:
+    """The sandbox's shape with its check (`Healthcheck`) and `State.Health` when it has one."""
+    shape = sandbox_shape(snapshot, sandbox)
+    check = sandbox.healthcheck
+    shape["Healthcheck"] = None if check is None else check.docker_shape()
+    health = request.app.get(HEALTH_KEY)
+    state = None if health is None else health.health(sandbox.id)
+    shape["State"] = {"Health": None if state is None else health_shape(state)}
+    return shape
 
 
 async def remove_sandbox(request: web.Request) -> web.Response:

@@ -222,6 +222,7 @@ class ApiClient:
         mac: str | None = None,
         ifname: str | None = None,
         links: Sequence[str] = (),
+        healthcheck: dict[str, Any] | None = None,
     ) -> str:
         """Create a sandbox (and join `network` at once); its id. `publish` items are
         `[IP:]HOST_PORT:PORT[/PROTO]`, `extra_hosts` items `NAME:ADDRESS`."""
@@ -238,6 +239,8 @@ class ApiClient:
         }
         if aliases or ipv4 or ipv6 or mac or ifname or links:
             body["EndpointConfig"] = _endpoint(aliases, ipv4, ipv6, mac, ifname, links)
+        if healthcheck is not None:
+            body["Healthcheck"] = healthcheck
         return self.request("POST", "/sandboxes", body)["Id"]
 
     def remove_sandbox(self, ref: str) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 
 from netcore.requests import OPT_DNS_TTL
 
+from . import health_flags
 from .api_client import ApiClient, ApiError
 
 
@@ -175,6 +176,10 @@ def cmd_network_prune(client: ApiClient, args: argparse.Namespace) -> int:
 
 def cmd_sandbox_create(client: ApiClient, args: argparse.Namespace) -> int:
     try:
+        check = health_flags.healthcheck(args)
+    except health_flags.HealthFlagError as exc:
+        raise UsageError(str(exc)) from None
+    try:
         sandbox_id = client.create_sandbox(
             args.name,
             netns=args.netns,
@@ -188,6 +193,7 @@ def cmd_sandbox_create(client: ApiClient, args: argparse.Namespace) -> int:
             aliases=args.alias,
             ipv4=args.ip,
             links=args.link,
+            healthcheck=check,
         )
     except ValueError as exc:  # a --publish spec the client could not read
         raise UsageError(f"--publish {exc}") from None
@@ -200,6 +206,12 @@ def _addresses(sandbox: dict[str, Any]) -> str:
     return ",".join(f"{name}={ep['IPAddress']}" for name, ep in nets.items())
 
 
+def _health(sandbox: dict[str, Any]) -> str:
+    """starting / healthy / unhealthy; `-` without a check (Docker's ps shows nothing)."""
+    state = (sandbox.get("State") or {}).get("Health")
+    return state["Status"] if state else "-"
+
+
 def cmd_sandbox_ls(client: ApiClient, args: argparse.Namespace) -> int:
     sandboxes = client.sandboxes()
     if args.format == "json":
@@ -208,10 +220,10 @@ def cmd_sandbox_ls(client: ApiClient, args: argparse.Namespace) -> int:
         print("\n".join(s["Id"][:12] for s in sandboxes))
     else:
         rows = [
-            (s["Id"][:12], s["Name"], s["NetworkMode"], _addresses(s), s["NetNS"])
+            (s["Id"][:12], s["Name"], s["NetworkMode"], _addresses(s), _health(s), s["NetNS"])
             for s in sandboxes
         ]
-        print(table(("SANDBOX ID", "NAME", "MODE", "NETWORKS", "NETNS"), rows))
+        print(table(("SANDBOX ID", "NAME", "MODE", "NETWORKS", "HEALTH", "NETNS"), rows))
     return 0
 
 

@@ -33,6 +33,7 @@ from .commands import (
     remove_each,
     show_each,
 )
+from .health_flags import FLAGS as HEALTH_FLAGS
 from .records import cmd_record_add, cmd_record_ls, cmd_record_rm
 from .status import cmd_status
 
@@ -267,6 +268,7 @@ def _add_sandbox(sub: Any, conn: argparse.ArgumentParser, fmt: argparse.Argument
         ("--add-host", {**MANY, "metavar": "NAME:IP", "help": "an extra hosts line (repeat)"}),
         ("--publish", "-p", {**MANY, "metavar": "[IP:]HOST_PORT:PORT[/PROTO]",
                              "help": "publish a port on the host (repeat)"}),
+        *HEALTH_FLAGS,
     )  # fmt: skip
     _command(
         box, "ls", cmd_sandbox_ls, [conn, fmt], "list sandboxes",

@@ -10,6 +10,7 @@ import random
 from dataclasses import dataclass
 
 from . import wire
+from .fitness import EXCLUDED, TASKS_LABEL
 from .view import RecordSet, SandboxZone, ZoneView
 from .wire import MalformedQuery, Query
 from .zone_records import Chain
@@ -60,6 +61,8 @@ def answer(
         return Forward(query)
     node = zone.names.get(query.qname_lower)
     if node is None:
+        if query.qname_lower.startswith(TASKS_LABEL):
+            return _tasks(query, zone, tcp, rng)
         return _not_ours(query, zone)
     records = node.get(query.qtype)
     if records is None:
@@ -69,6 +72,40 @@ def answer(
     if records.__class__ is Chain:  # a CNAME (RFC 1034 4.3.2): the chain, then the target's
         return Reply(_records_reply(query, records.records, tcp, rng, records.head))
     return Reply(_records_reply(query, records, tcp, rng))
+
+
+def _tasks(query: Query, zone: SandboxZone, tcp: bool, rng: random.Random) -> Decision:
+    """`tasks.<name>` (Docker Swarm's spelling): every member of `<name>`, health ignored."""
+    node = zone.names.get(query.qname_lower[len(TASKS_LABEL) :])
+    if node is None:
+        return _not_ours(query, zone)
+    records = node.get(query.qtype)
+    if records is None:
+        return Reply(wire.empty_reply(query))
+    left_out = node.get(query.qtype | EXCLUDED)
+    if records.__class__ is Chain:  # a CNAME: its target's members, left-out ones too
+        return Reply(
+            _records_reply(query, _all(records.records, left_out.records), tcp, rng, records.head)
+        )
+    if left_out is not None and left_out.__class__ is not Chain:  # (type CNAME of a CNAME)
+        records = _all(records, left_out)
+    return Reply(_records_reply(query, records, tcp, rng))
+
+
+def _all(records: RecordSet, left_out: RecordSet | None) -> RecordSet:
+    """Answered and left-out records in canonical order (by rdata)."""
+    if not left_out:
+        return records
+    return tuple(sorted(records + left_out, key=_rdata))
+
+
+def _rdata(record: bytes) -> bytes:
+    """The rdata of a packed record: after its owner (a pointer, or a CNAME target's name
+    written out) and 10 octets of type, class, TTL, length."""
+    at = 0
+    while record[at] and record[at] < 0xC0:
+        at += record[at] + 1
+    return record[at + (2 if record[at] else 1) + 10 :]
 
 
 def _not_ours(query: Query, zone: SandboxZone) -> Decision:

@@ -10,14 +10,16 @@ result equals `build_view` of the same snapshot (tests compare them).
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from types import MappingProxyType
 
 from netcore.model import Endpoint, Network, Record, Sandbox, Snapshot
 
+from .fitness import HEALTHY, fit_records, health_rank
 from .rdata import TYPE_CNAME
 from .view import (
     _MAX_TTL,
+    NO_HEALTH,
     NameTable,
     ZoneView,
     _merge,
@@ -26,13 +28,15 @@ from .view import (
     assemble_view,
     endpoint_records,
     index_snapshot,
+    settle_excluded,
 )
 from .zone_records import Statics, link_cnames, network_statics, overlay, pack_node
 
 # What one endpoint adds to its network's names: the sandboxes' naming scheme by default
 # (`endpoint_records`); the host listener's is another (`dnsd.hostdns.zone.host_records`).
 Contribute = Callable[[Network, Endpoint, Sandbox, tuple[Sandbox, ...]], _Raw]
-_Key = tuple[Endpoint, Sandbox, tuple[Sandbox, ...]]  # what an endpoint's records depend on
+# What an endpoint's records depend on; the health rank too: a health change re-packs its names.
+_Key = tuple[Endpoint, Sandbox, tuple[Sandbox, ...], int]
 
 
 class NetworkRecords:
@@ -41,30 +45,35 @@ class NetworkRecords:
     def __init__(self, network: Network, contribute: Contribute = endpoint_records) -> None:
         self.network = network
         self.contribute = contribute
-        self.contributions: dict[str, tuple[_Key, _Raw]] = {}  # endpoint id -> (key, records)
+        # endpoint id -> (key, records, health rank)
+        self.contributions: dict[str, tuple[_Key, _Raw, int]] = {}
         self.owners: dict[bytes, set[str]] = defaultdict(set)  # name -> endpoint ids
-        self.raw: _Raw = {}
+        self.raw: _Raw = {}  # health applied (core.fitness)
+        self.fail_open: set[bytes] = set()  # names answered with every member: none fit
 
     def update_endpoints(
         self,
         endpoints: list[Endpoint],
         sandboxes: dict[str, Sandbox],
         joiners: dict[str, list[Sandbox]],
+        health: Mapping[str, str] | None = NO_HEALTH,
     ) -> set[bytes]:
-        """Take the network's endpoints now; the names whose records may have changed."""
-        fresh: dict[str, tuple[_Key, _Raw]] = {}
+        """Take the network's endpoints now; the names whose records may have changed.
+        `health`: sandbox id -> status, or None to answer every member as it is."""
+        fresh: dict[str, tuple[_Key, _Raw, int]] = {}
         gone: list[tuple[str, _Raw]] = []  # contributions to unindex
         came: list[tuple[str, _Raw]] = []  # contributions to index
         for endpoint in endpoints:
             owner = sandboxes[endpoint.sandbox_id]
             members = tuple(joiners.get(owner.id, ()))
-            key = (endpoint, owner, members)
+            rank = HEALTHY if health is None else health_rank(owner, health)
+            key = (endpoint, owner, members, rank)
             old = self.contributions.get(endpoint.id)
             if old is not None and old[0] == key:
                 fresh[endpoint.id] = old
                 continue
             records = self.contribute(self.network, endpoint, owner, members)
-            fresh[endpoint.id] = (key, records)
+            fresh[endpoint.id] = (key, records, rank)
             came.append((endpoint.id, records))
             if old is not None:
                 gone.append((endpoint.id, old[1]))
@@ -80,10 +89,12 @@ class NetworkRecords:
             for name in records:
                 self.owners[name].add(endpoint_id)
         for name in touched:
-            merged: dict[int, set[bytes]] = {}
-            for endpoint_id in self.owners.get(name, ()):
-                for rtype, rdatas in fresh[endpoint_id][1][name].items():
-                    merged.setdefault(rtype, set()).update(rdatas)
+            parts = [(fresh[eid][2], fresh[eid][1][name]) for eid in self.owners.get(name, ())]
+            merged, failed_open = fit_records(parts)
+            if failed_open:
+                self.fail_open.add(name)
+            else:
+                self.fail_open.discard(name)
             if merged:
                 self.raw[name] = merged
             else:
@@ -128,8 +139,11 @@ class _NetworkTable(NetworkRecords):
         sandboxes: dict[str, Sandbox],
         joiners: dict[str, list[Sandbox]],
         records: tuple[Record, ...] = (),
+        health: Mapping[str, str] = NO_HEALTH,
     ) -> None:
-        touched = self.set_records(records) | self.update_endpoints(endpoints, sandboxes, joiners)
+        touched = self.set_records(records) | self.update_endpoints(
+            endpoints, sandboxes, joiners, health
+        )
         if not touched:
             return  # nothing changed: the same table object, the same version
         table = self.names.copy()  # copy on write: earlier views keep theirs
@@ -149,12 +163,15 @@ class _NetworkTable(NetworkRecords):
         self.version += 1
 
     def _pack(self, name: bytes, sandbox_records: dict[int, set[bytes]]) -> dict:
+        """The packed node of `name`: its sandboxes' records (health applied, core.fitness)
+        with the network's statics laid over, which have no health."""
         types = {rtype: (rdatas, self.ttl) for rtype, rdatas in sandbox_records.items()}
         static = self.statics.get(name)
         if static:
             merged = {name: types}
             overlay(merged, {name: static})
             types = merged[name]
+            settle_excluded(types)
         return pack_node(types) if types else {}
 
 
@@ -165,7 +182,13 @@ class ViewBuilder:
         self._networks: dict[str, _NetworkTable] = {}
         self._merged: dict[frozenset[str], tuple[tuple[tuple[int, int], ...], NameTable]] = {}
 
-    def build(self, snapshot: Snapshot, *, host_explicit_ndots: bool = False) -> ZoneView:
+    def build(
+        self,
+        snapshot: Snapshot,
+        *,
+        host_explicit_ndots: bool = False,
+        health: Mapping[str, str] = NO_HEALTH,
+    ) -> ZoneView:
         index = index_snapshot(snapshot)
         tables: dict[str, _NetworkTable] = {}
         for nid, endpoints in index.endpoints_by_network.items():
@@ -173,7 +196,7 @@ class ViewBuilder:
             if state is None or state.network != index.networks[nid]:
                 state = _NetworkTable(index.networks[nid])  # renamed, new TTL...: from scratch
             records = tuple(index.records_by_network.get(nid, ()))
-            state.update(endpoints, index.sandboxes, index.joiners, records)
+            state.update(endpoints, index.sandboxes, index.joiners, records, health)
             tables[nid] = state
         self._networks = tables
         merged: dict[frozenset[str], tuple[tuple[tuple[int, int], ...], NameTable]] = {}
@@ -186,13 +209,14 @@ class ViewBuilder:
             cached = merged.get(network_ids) or self._merged.get(network_ids)
             if cached is None or cached[0] != versions:
                 parts = [(tables[n].raw, tables[n].network.dns_ttl) for n in members]
-                records = _merge(parts)
-                for n in members:
-                    overlay(records, tables[n].statics)
+                records = _merge(parts, [tables[n].statics for n in members])
                 cached = (versions, _pack_table(records, {}))
             merged[network_ids] = cached
             return cached[1]
 
-        view = assemble_view(snapshot, index, table_for, host_explicit_ndots)
+        fail_open = sum(len(table.fail_open) for table in tables.values())
+        view = assemble_view(
+            snapshot, index, table_for, host_explicit_ndots, health=health, fail_open=fail_open
+        )
         self._merged = merged
         return view

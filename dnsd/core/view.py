@@ -17,7 +17,8 @@ from netcore.errors import InvalidArgument
 from netcore.model import Endpoint, Network, Record, Sandbox, Snapshot
 
 from . import wire
-from .zone_records import cname_bases, link_cnames, network_statics, overlay, pack_node
+from .fitness import EXCLUDED, TYPE_MASK, Part, fit_records, health_rank
+from .zone_records import Statics, cname_bases, link_cnames, network_statics, overlay, pack_node
 
 # Pre-packed answer records of one (name, type), in canonical order (sorted by rdata): the
 # answer shuffles a copy, so the oracle can reproduce it with the same seeded rng.
@@ -29,6 +30,7 @@ NameTable = Mapping[bytes, dict[int, RecordSet]]
 _VALID_NDOTS = re.compile(r"ndots:[0-9]+")  # same rule as dnsd.sandbox_files.resolvconf
 _MAX_TTL = 2**31 - 1  # RFC 2181 8: TTLs are 31-bit
 _NO_ZONE_MODES = ("none", "host", "remote")  # remote: asks its own host
+NO_HEALTH: Mapping[str, str] = MappingProxyType({})
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,18 +52,27 @@ class ZoneView:
     zones: Mapping[str, SandboxZone]
     snapshot: Snapshot  # kept for the oracle and for debugging; not read on the hot path
     host_explicit_ndots: bool = False
+    # sandbox id -> the status the answers were built with
+    health: Mapping[str, str] = field(default_factory=lambda: NO_HEALTH)
+    fail_open: int = 0  # (network, name) pairs answered with every member: none is fit
 
 
-def build_view(snapshot: Snapshot, *, host_explicit_ndots: bool = False) -> ZoneView:
+def build_view(
+    snapshot: Snapshot,
+    *,
+    host_explicit_ndots: bool = False,
+    health: Mapping[str, str] = NO_HEALTH,
+) -> ZoneView:
     """Index `snapshot` for answering (from scratch; the daemon uses the incremental
     `dnsd.core.incremental.ViewBuilder`, which gives the same view).
 
     `host_explicit_ndots`: the host's resolv.conf sets ndots, which sandboxes without their own
-    `dns_options` inherit (see dnsd.sandbox_files.resolvconf.explicit_ndots).
+    `dns_options` inherit (see dnsd.sandbox_files.resolvconf.explicit_ndots). `health` (sandbox
+    id -> starting/healthy/unhealthy) leaves unfit members out of shared names (core.fitness).
     """
     index = index_snapshot(snapshot)
     per_network = {
-        nid: _network_records(index.networks[nid], eps, index.sandboxes, index.joiners)
+        nid: _network_records(index.networks[nid], eps, index.sandboxes, index.joiners, health)
         for nid, eps in index.endpoints_by_network.items()
     }
     statics = {
@@ -75,13 +86,16 @@ def build_view(snapshot: Snapshot, *, host_explicit_ndots: bool = False) -> Zone
         table = tables.get(network_ids)
         if table is None:
             members = sorted(network_ids)
-            records = _merge([per_network[nid] for nid in members])
-            for nid in members:
-                overlay(records, statics[nid])
+            records = _merge(
+                [per_network[nid][:2] for nid in members], [statics[nid] for nid in members]
+            )
             table = tables[network_ids] = _pack_table(records, interned)
         return table
 
-    return assemble_view(snapshot, index, table_for, host_explicit_ndots)
+    fail_open = sum(failed for _, _, failed in per_network.values())
+    return assemble_view(
+        snapshot, index, table_for, host_explicit_ndots, health=health, fail_open=fail_open
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +159,9 @@ def assemble_view(
     index: SnapshotIndex,
     table_for: Callable[[frozenset[str]], NameTable],
     host_explicit_ndots: bool,
+    *,
+    health: Mapping[str, str] = NO_HEALTH,
+    fail_open: int = 0,
 ) -> ZoneView:
     """One zone per sandbox with a listener: the table of its set of networks (under its link
     aliases, if it has any), its flags."""
@@ -169,7 +186,14 @@ def assemble_view(
             if options is None
             else any(_VALID_NDOTS.fullmatch(option) for option in options),
         )
-    return ZoneView(snapshot.revision, MappingProxyType(zones), snapshot, host_explicit_ndots)
+    return ZoneView(
+        snapshot.revision,
+        MappingProxyType(zones),
+        snapshot,
+        host_explicit_ndots,
+        health,
+        fail_open,
+    )
 
 
 def root_sandbox(sandbox: Sandbox, sandboxes: Mapping[str, Sandbox]) -> Sandbox | None:
@@ -215,15 +239,22 @@ def _network_records(
     endpoints: list[Endpoint],
     sandboxes: Mapping[str, Sandbox],
     joiners: Mapping[str, list[Sandbox]],
-) -> tuple[_Raw, int]:
-    raw: _Raw = defaultdict(lambda: defaultdict(set))
+    health: Mapping[str, str],
+) -> tuple[_Raw, int, int]:
+    """The network's records, its TTL, and how many of its names failed open."""
+    parts: dict[bytes, list[Part]] = defaultdict(list)
     for endpoint in endpoints:
         owner = sandboxes[endpoint.sandbox_id]
+        rank = health_rank(owner, health)
         part = endpoint_records(network, endpoint, owner, tuple(joiners.get(owner.id, ())))
         for key, types in part.items():
-            for rtype, rdatas in types.items():
-                raw[key][rtype] |= rdatas
-    return raw, network.dns_ttl
+            parts[key].append((rank, types))
+    raw: _Raw = {}
+    failed = 0
+    for key, members in parts.items():
+        raw[key], failed_open = fit_records(members)
+        failed += failed_open
+    return raw, network.dns_ttl, failed
 
 
 def endpoint_records(
@@ -277,19 +308,45 @@ def _add(raw: _Raw, name: str, rtype: int, rdata: bytes) -> None:
         raw[key.lower()][rtype].add(rdata)
 
 
-def _merge(parts: list[tuple[_Raw, int]]) -> dict[bytes, dict[int, tuple[set[bytes], int]]]:
-    """Union of the networks' records; an RRset's TTL is the minimum of the networks in it."""
+def _merge(
+    parts: list[tuple[_Raw, int]], statics: list[Statics] | tuple[()] = ()
+) -> dict[bytes, dict[int, tuple[set[bytes], int]]]:
+    """Union of the networks' records, with their statics laid over; an RRset's TTL is the
+    minimum of the networks (and statics) in it.
+
+    Statics have no health: they are answered as they are. Records one network left out for
+    health but another network (or a static) answers are answered; the left-out rest takes the
+    answered RRset's TTL (`tasks.<name>` answers both as one RRset)."""
     merged: dict[bytes, dict[int, tuple[set[bytes], int]]] = {}
+    with_excluded: list[bytes] = []
     for raw, ttl in parts:
         for key, types in raw.items():
             node = merged.setdefault(key, {})
             for rtype, rdatas in types.items():
+                if rtype & EXCLUDED:
+                    with_excluded.append(key)
                 known = node.get(rtype)
                 if known is None:
                     node[rtype] = (set(rdatas), ttl)
                 else:
                     node[rtype] = (known[0] | rdatas, min(known[1], ttl))
+    for static in statics:
+        overlay(merged, static)
+    for key in with_excluded:
+        settle_excluded(merged[key])
     return merged
+
+
+def settle_excluded(node: dict[int, tuple[set[bytes], int]]) -> None:
+    """Drop from each left-out set (`rtype | EXCLUDED`) what the node answers anyway, and give
+    the rest the answered RRset's TTL (in place)."""
+    for rtype in [t for t in node if t & EXCLUDED]:
+        answered = node[rtype & TYPE_MASK]
+        rest = node[rtype][0] - answered[0]
+        if rest:
+            node[rtype] = (rest, answered[1])
+        else:
+            del node[rtype]
 
 
 def _pack_table(

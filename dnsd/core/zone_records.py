@@ -20,6 +20,7 @@ from netcore.model import Network, Record
 from netcore.requests import host_names_enabled
 
 from . import wire
+from .fitness import TYPE_MASK
 from .rdata import TYPE_CNAME, parse_rdata
 
 log = logging.getLogger(__name__)
@@ -162,7 +163,8 @@ def pack_node(
     """The answer records of one name, by type, in canonical (sorted) order.
 
     A CNAME beside other data loses (a sandbox or another network's record was there first or
-    too); of several CNAMEs (two networks) the smallest target stays.
+    too); of several CNAMEs (two networks) the smallest target stays. Keys `rtype | EXCLUDED`
+    (records left out for health, core.fitness) are packed as type `rtype`.
     """
     if TYPE_CNAME in types and len(types) > 1:
         types = {rtype: entry for rtype, entry in types.items() if rtype != TYPE_CNAME}
@@ -170,7 +172,7 @@ def pack_node(
     for rtype, (rdatas, ttl) in types.items():
         ttl = max(0, min(ttl, _MAX_TTL))
         chosen = sorted(rdatas)[:1] if rtype == TYPE_CNAME else sorted(rdatas)
-        packed = (wire.pack_rr(rtype, ttl, rdata) for rdata in chosen)
+        packed = (wire.pack_rr(rtype & TYPE_MASK, ttl, rdata) for rdata in chosen)
         node[rtype] = tuple(
             packed if interned is None else (interned.setdefault(r, r) for r in packed)
         )

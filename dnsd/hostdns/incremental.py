@@ -46,7 +46,9 @@ class HostViewBuilder:
             state = self._networks.get(network_id)
             if state is None or state.network != index.networks[network_id]:
                 state = NetworkRecords(index.networks[network_id], self._contribute)
-            names = state.update_endpoints(endpoints, index.sandboxes, index.joiners)
+            names = state.update_endpoints(  # the host is answered every member, fit or not
+                endpoints, index.sandboxes, index.joiners, health=None
+            )
             networks[network_id] = state
             came.append((network_id, state, names))
             touched |= names

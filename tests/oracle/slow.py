@@ -15,7 +15,7 @@ import functools
 import ipaddress
 import random
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from dnslib import (
     AAAA,
@@ -78,8 +78,10 @@ def answer_slow(
     rng: random.Random,
 ) -> Decision:
     """What `answer.answer` must decide for the same input (and the same rng state)."""
+    health: Mapping[str, str] = {}
     if isinstance(view_or_snapshot, ZoneView):
         snapshot, host_ndots = view_or_snapshot.snapshot, view_or_snapshot.host_explicit_ndots
+        health = view_or_snapshot.health
     else:
         snapshot, host_ndots = view_or_snapshot, False
     if len(packet) < 12:
@@ -127,11 +129,13 @@ def answer_slow(
         question_end=question_end,
         question=packet[12:question_end],
     )
-    return _decide(query, question, sandbox_id, snapshot, host_ndots, tcp, rng)
+    return _decide(query, question, sandbox_id, snapshot, host_ndots, health, tcp, rng)
 
 
 # rtype -> every (packed rdata, dnslib rdata, TTL of the network it came from) found so far
 _Found = dict[int, list[tuple[bytes, RD, int]]]
+_HEALTH_AWARE = (QTYPE.A, QTYPE.AAAA, QTYPE.SRV)
+_RANK = {"healthy": 0, "starting": 1, "unhealthy": 2}
 
 
 def _decide(
@@ -140,6 +144,7 @@ def _decide(
     sandbox_id: str,
     snapshot: Snapshot,
     host_ndots: bool,
+    health: Mapping[str, str],
     tcp: bool,
     rng: random.Random,
 ) -> Decision:
@@ -157,11 +162,15 @@ def _decide(
         return Forward(query)
     asked = tuple(label.lower() for label in question.qname.label)
     roots = {s.id: _root(s, sandboxes) for s in snapshot.sandboxes}
+    fitness: Mapping[str, str] | None = health
 
     def lookup(name: tuple[bytes, ...]) -> _Found:
-        return _lookup(name, mine, snapshot, sandboxes, roots)
+        return _lookup(name, mine, snapshot, sandboxes, roots, fitness)
 
     found = lookup(asked)
+    if not found and len(asked) > 1 and asked[0] == b"tasks":
+        fitness = None  # every member, health ignored (CNAME targets' too)
+        found = lookup(asked[1:])
     if QTYPE.CNAME in found and query.qtype != QTYPE.CNAME:
         return Reply(_chain(query, question, found, lookup, tcp, rng))
     if query.qtype in found:
@@ -183,22 +192,40 @@ def _lookup(
     snapshot: Snapshot,
     sandboxes: dict[str, Sandbox],
     roots: dict[str, Sandbox | None],
+    health: Mapping[str, str] | None,
 ) -> _Found:
-    """Every record of `asked` on the asker's networks, a CNAME beside other data dropped."""
+    """Every record of `asked` on the asker's networks, a CNAME beside other data dropped.
+
+    With `health`, each network's sandbox A, AAAA and SRV keep only the records of the
+    best-ranked members (all of them if none is fit); records and host names have no health
+    and are all answered."""
     found: _Found = {}
     for net in mine:
+        per_net: _Found = {}
+        ranks: dict[tuple[int, bytes], int] = {}  # (rtype, packed rdata) -> best rank
         for ep in snapshot.endpoints:
             owner = sandboxes.get(ep.sandbox_id)
             if ep.network_id != net.id or owner is None:
                 continue
+            before = {rtype: len(entries) for rtype, entries in per_net.items()}
             joined = [s for s in snapshot.sandboxes if s is not owner and roots[s.id] is owner]
-            _collect(found, asked, owner, ep, net, ep.aliases)
+            _collect(per_net, asked, owner, ep, net, ep.aliases)
             for member in joined:
-                _collect(found, asked, member, ep, net, ())
+                _collect(per_net, asked, member, ep, net, ())
             target = _target(owner, net)
             for address in (ep.ipv4, ep.ipv6):
                 if target and address is not None and _labels(address.reverse_pointer) == asked:
-                    _found(found, QTYPE.PTR, _UncompressedPTR(target), net.dns_ttl)
+                    _found(per_net, QTYPE.PTR, _UncompressedPTR(target), net.dns_ttl)
+            rank = _rank(owner, health or {})
+            for rtype, entries in per_net.items():
+                for packed, _, _ in entries[before.get(rtype, 0) :]:
+                    ranks[rtype, packed] = min(rank, ranks.get((rtype, packed), 9))
+        for rtype, entries in per_net.items():
+            if health is not None and rtype in _HEALTH_AWARE:
+                best = min(ranks[rtype, packed] for packed, _, _ in entries)
+                if best < _RANK["unhealthy"]:
+                    entries = [e for e in entries if ranks[rtype, e[0]] == best]
+            found.setdefault(rtype, []).extend(entries)
         if any(e.network_id == net.id for e in snapshot.endpoints):
             records = [r for r in snapshot.records if r.network_id == net.id]
             _collect_records(found, asked, net, records)
@@ -269,6 +296,13 @@ def _chain(
         entries = there.get(query.qtype, [])
         break
     return _records(query, question, entries, tcp, rng, head=head, owner=target)
+
+
+def _rank(sandbox: Sandbox, health: Mapping[str, str]) -> int:
+    check = sandbox.healthcheck
+    if check is None or tuple(check.test) == ("NONE",):
+        return _RANK["healthy"]
+    return _RANK.get(health.get(sandbox.id, "starting"), _RANK["starting"])
 
 
 def _root(sandbox: Sandbox, sandboxes: dict[str, Sandbox]) -> Sandbox | None:

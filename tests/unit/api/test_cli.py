@@ -18,6 +18,7 @@ from dnsd.api import create_app
 from dnsd.cli import commands
 from dnsd.cli.api_client import ApiClient, port_bindings
 from dnsd.config import DaemonConfig
+from dnsd.health.state import Health
 from netcore.engine import Engine
 from netcore.requests import NetworkRequest
 
@@ -129,9 +130,9 @@ def test_sandbox_lifecycle(served, engine: Engine):
     ok(dnsd(served, "sandbox", "create", "side", "--network", "container:web"))
 
     table = ok(dnsd(served, "sandbox", "ls")).splitlines()
-    assert table[0].split() == ["SANDBOX", "ID", "NAME", "MODE", "NETWORKS", "NETNS"]
+    assert table[0].split() == ["SANDBOX", "ID", "NAME", "MODE", "NETWORKS", "HEALTH", "NETNS"]
     rows = {line.split()[1]: line.split() for line in table[1:]}
-    assert rows["web"][2:] == ["bridge", "apps=10.81.0.7", "/run/netns/web"]
+    assert rows["web"][2:] == ["bridge", "apps=10.81.0.7", "-", "/run/netns/web"]
     assert rows["side"][2:4] == ["container:web", "apps=10.81.0.7"]
     listed = json.loads(ok(dnsd(served, "sandbox", "ls", "--format", "json")))
     assert sorted(s["Name"] for s in listed) == ["side", "web"]
@@ -142,6 +143,46 @@ def test_sandbox_lifecycle(served, engine: Engine):
     assert refused.returncode == 1 and "side" in refused.stderr
     assert ok(dnsd(served, "sandbox", "rm", "side", "web")).split() == ["side", "web"]
     assert not engine.registry.sandboxes and not engine.registry.endpoints
+
+
+class _Starting:
+    def health(self, sandbox_id: str) -> Health:
+        return Health()
+
+
+def test_sandbox_health_flags_and_column(engine: Engine, serve_app, short_tmp):
+    served = serve_app(create_app(engine, version="t", health=_Starting()))
+    served.start_unix(f"{short_tmp}/h.sock")
+    box_id = ok(dnsd(
+        served, "sandbox", "create", "web", "--health-http", "8080/healthz",
+        "--health-interval", "1m30s", "--health-timeout", "500ms", "--health-retries", "2",
+        "--health-start-period", "2s",
+    )).strip()  # fmt: skip
+    check = engine.registry.sandboxes[box_id].healthcheck
+    assert check is not None and check.test == ("HTTP", "8080", "/healthz")
+    assert (check.interval_s, check.timeout_s, check.retries, check.start_period_s) == (
+        90,
+        0.5,
+        2,
+        2,
+    )
+    ok(dnsd(served, "sandbox", "create", "db", "--health-cmd", "pg_isready", "--health-user", "pg"))
+    db = engine.registry.find_sandbox("db").healthcheck
+    assert db is not None and db.test == ("CMD-SHELL", "pg_isready") and db.user == "pg"
+    ok(dnsd(served, "sandbox", "create", "plain"))
+    rows = {r.split()[1]: r.split() for r in ok(dnsd(served, "sandbox", "ls")).splitlines()[1:]}
+    assert rows["web"][-2] == "starting" and rows["plain"][-2] == "starting"
+    for bad, message in [
+        (["--health-tcp", "80", "--health-cmd", "true"], "one of"),
+        (["--health-interval", "2s"], "need --health-cmd"),
+        (["--health-tcp", "80", "--health-interval", "2 s"], "like 2s"),
+    ]:
+        result = dnsd(served, "sandbox", "create", "x", *bad)
+        assert result.returncode == 2 and message in result.stderr, result.stderr
+    result = dnsd(
+        served, "sandbox", "create", "x", "--health-tcp", "80", "--health-interval", "50ms"
+    )
+    assert result.returncode == 1 and "Healthcheck.Interval" in result.stderr
 
 
 def test_exec_enters_the_namespace_with_the_sandbox_files(served, engine, short_tmp):

@@ -102,6 +102,8 @@ def test_no_input_makes_the_app_fail(served_tcp, mode):
         for operation in operations:
             if operation.method.upper() == "HEAD":
                 continue  # no body to check; the route tests cover it
+            if operation.path == "/events":
+                continue  # a stream without end unless `until`: tests/unit/api/test_events.py
             if mode == "negative" and not len(operation.body):
                 # Path and query parameters are free-form strings: no string is invalid.
                 continue

@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 
 from dnsd.core import answer, build_view
 from netcore.errors import InvalidArgument
+from netcore.healthcheck import Healthcheck
 from netcore.model import PortBinding, Record, Snapshot
 from netcore.names import validate_dns_name
 from tests.oracle.slow import answer_slow
@@ -32,16 +33,26 @@ NET_POOL = ["netA", "NETA", "netB", "internal", "v6", "my.net", "x"]
 SUBNET_POOL = ["10.1.0.0/24", "10.2.0.0/24", "10.1.0.0/24", "172.30.0.0/16"]  # dupes: overlap
 QTYPES = [1, 28, 12, 33, 15, 16, 255, 5, 2, 6, 13]
 # Records that are not sandboxes: names that clash with sandboxes and with each other, CNAMEs
-# to local names, outside names, each other and themselves (chains and loops).
-RECORD_NAMES = ["db", "web", "c1", "c2", "c3", "_pg._tcp.db", "host.docker.internal", "api"]
+# to local names, outside names, each other and themselves (chains and loops). They have no
+# health: "big" (a crowd whose members have checks) gets statics laid over its fit members,
+# one of them the address of a crowd member that may be left out.
+RECORD_NAMES = ["db", "web", "c1", "c2", "c3", "_pg._tcp.db", "host.docker.internal", "api", "big"]
 CNAME_TARGETS = ["db.", "Web.", "c2.", "c3.", "c1.", "web.netA.", "far.example.", "big."]
 RECORD_VALUES = {
-    "A": ["10.1.0.77", "10.2.0.9", "192.0.2.1"],
+    "A": ["10.1.0.77", "10.2.0.9", "192.0.2.1", "10.1.0.101"],
     "AAAA": ["fd00:0::77", "2001:db8::1"],
     "CNAME": CNAME_TARGETS,
     "SRV": ["10 5 5432 db.", "0 0 80 Web.netA.", "1 1 1 far.example."],
     "TXT": ['"v=1"', '"a b" "c"', '"q\\"x" "\\001"'],
 }
+CHECKS = [
+    None,
+    None,
+    Healthcheck(("TCP", "80")),
+    Healthcheck(("TCP", "80")),
+    Healthcheck(("NONE",)),
+]
+HEALTH = ["starting", "healthy", "unhealthy", "unknown"]
 LONG_LABEL = "l" * 70  # not a DNS label: must be skipped by both sides
 
 labels_text = st.from_regex(r"[a-z0-9][a-z0-9_-]{0,8}", fullmatch=True)
@@ -105,6 +116,7 @@ def snapshots(draw: st.DrawFn) -> Snapshot:
                 joined_to=joined,
                 dns_options=options,
                 ports=tuple(ports),
+                healthcheck=draw(st.sampled_from(CHECKS)),
             )
         )
         if mode == "container":
@@ -126,7 +138,7 @@ def snapshots(draw: st.DrawFn) -> Snapshot:
     crowd_net = networks[0]
     for index in range(draw(st.sampled_from([0, 0, 3, 35, 45]))):
         sid = _id("c0", index)
-        sandboxes.append(build.sandbox(sid, f"m{index}"))
+        sandboxes.append(build.sandbox(sid, f"m{index}", healthcheck=draw(st.sampled_from(CHECKS))))
         endpoints.append(
             build.endpoint(
                 _id("c1", index),
@@ -156,6 +168,11 @@ def snapshots(draw: st.DrawFn) -> Snapshot:
                 ttl=draw(st.sampled_from([None, None, 0, 7, 300])),
             )
         )
+    if draw(st.booleans()):  # records (no health) on the crowd's name: one a member's address
+        member = str(crowd_net.ipv4.subnet[101])
+        for index, value in enumerate(draw(st.sampled_from([[member], [member, "192.0.2.1"]]))):
+            ttl = draw(st.sampled_from([None, 7]))
+            records.append(Record(_id("4d", index), crowd_net.id, "big", "A", value, ttl))
     if draw(st.booleans()):  # a kit on one network: a chain to local data, a loop, outside
         kit = [
             ("c1", "CNAME", "C2."),
@@ -197,8 +214,10 @@ def _candidate_names(snapshot: Snapshot) -> dict[str, list[str]]:
         names["forward"] += full + [net.name for net in snapshot.networks]
         names["srv"] += [f"_{p.container_port}._{p.proto}.{n}" for p in sandbox.ports for n in full]
     ports = {(p.container_port, p.proto) for sandbox in snapshot.sandboxes for p in sandbox.ports}
+    names["forward"] += [f"tasks.{name}" for name in names["forward"][:]]  # health ignored
+    names["srv"] += [f"tasks.{name}" for name in names["srv"][:3]]
     for ep in snapshot.endpoints:
-        names["forward"] += list(ep.aliases)
+        names["forward"] += list(ep.aliases) + [f"tasks.{alias}" for alias in ep.aliases]
         names["srv"] += [
             f"_{port}._{proto}.{alias}" for port, proto in ports for alias in ep.aliases
         ]
@@ -206,6 +225,8 @@ def _candidate_names(snapshot: Snapshot) -> dict[str, list[str]]:
     names["reverse"] += [net.ipv4.gateway.reverse_pointer for net in snapshot.networks]
     names["record"] = ["host.docker.internal", "HOST.containers.internal", "far.example"]
     names["record"] += ["c1", "srv", "tosandbox", "out", "loop"] * 3  # the kit's CNAMEs
+    # Health ignored, through CNAMEs too; a crowd with checks under records of its name.
+    names["record"] += ["tasks.c1", "tasks.tosandbox"] + ["big", "tasks.big"] * 3
     for record in snapshot.records:
         names["record"] += [
             record.name,
@@ -236,8 +257,9 @@ def random_query(rnd: random.Random, names: dict[str, list[str]]) -> bytes:
     """A query, mostly well-formed and about a name of the snapshot, sometimes not."""
     kinds = ["forward"] * 6 + ["reverse", "reverse", "srv", "srv"]
     kind = rnd.choice(kinds + ["record"] * 8 if len(names.get("record", ())) > 3 else kinds)
-    if kind == "forward" and rnd.random() < 0.1:
-        return _finish(rnd, b"\x03BiG\x00", rnd.choice([1, 1, 28]))
+    if kind == "forward" and rnd.random() < 0.15:
+        big = rnd.choice([b"\x03BiG\x00", b"\x05tasks\x03big\x00", b"\x05TASKS\x03web\x00"])
+        return _finish(rnd, big, rnd.choice([1, 1, 28]))
     name = "".join(c.upper() if rnd.random() < 0.3 else c for c in rnd.choice(names[kind]))
     wire = _wire_name(name) or b"\x06nosuch\x00"
     qtype = rnd.choice(KIND_TYPES[kind]) if rnd.random() < 0.85 else rnd.choice(QTYPES)
@@ -289,7 +311,10 @@ def _finish(rnd: random.Random, wire: bytes, qtype: int) -> bytes:
 )
 @given(snapshot=snapshots(), host_ndots=st.booleans(), seed=st.integers(0, 2**32))
 def test_fast_path_equals_oracle(snapshot: Snapshot, host_ndots: bool, seed: int) -> None:
-    view = build_view(snapshot, host_explicit_ndots=host_ndots)
+    # Each sandbox with a check: no result yet (starting), or a status (maybe a stale one).
+    statuses = random.Random(seed ^ 0x5EED)
+    health = {s.id: statuses.choice(HEALTH) for s in snapshot.sandboxes if statuses.random() < 0.8}
+    view = build_view(snapshot, host_explicit_ndots=host_ndots, health=health)
     names = _candidate_names(snapshot)
     # Mostly sandboxes with a zone: the others always forward.
     with_zone = list(view.zones)

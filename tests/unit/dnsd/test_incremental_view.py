@@ -34,6 +34,25 @@ def test_successive_builds_equal_fresh_builds(sequence, ndots):
         )
 
 
+HEALTH = st.sampled_from(["starting", "healthy", "unhealthy"])
+
+
+@settings(
+    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow], database=None
+)
+@given(snapshots(), st.lists(st.lists(HEALTH, min_size=60, max_size=60), min_size=2, max_size=5))
+def test_health_changes_equal_fresh_builds(snapshot, rounds):
+    """The same snapshot with the members' health changing: only their names are re-packed,
+    and the result (records and the fail-open count) is what a fresh build gives."""
+    builder = ViewBuilder()
+    for statuses in rounds:
+        health = dict(zip((s.id for s in snapshot.sandboxes), statuses, strict=False))
+        incremental = builder.build(snapshot, health=health)
+        fresh = build_view(snapshot, health=health)
+        assert _plain(incremental) == _plain(fresh)
+        assert incremental.fail_open == fresh.fail_open
+
+
 def plain_host(host: HostView) -> tuple:
     zone = host.view.zones[HOST_ASKER]
     return dict(zone.names), zone.network_ids, host.ambiguous, host.zones, host.view.revision
