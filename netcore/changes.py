@@ -13,7 +13,7 @@ import os
 import shutil
 from collections.abc import Sequence
 
-from .errors import NetcoreError
+from .errors import AllocationConflict, NetcoreError
 from .firewall import Firewall
 from .intents import (
     Connect,
@@ -70,12 +70,22 @@ class Changes:
         try:
             self._make(intent)
         except BaseException:
-            try:
-                self._unmake(intent)
-            finally:
-                self.registry.commit([drop(intent_id)], notify=False)
+            self._abandon(intent, intent_id)
             raise
-        self.registry.commit([*done, drop(intent_id)])
+        try:
+            self.registry.commit([*done, drop(intent_id)])
+        except AllocationConflict:
+            # A cluster store refused the result (an overlay name or VNI another host took
+            # meanwhile): undone at once, before a retry. Any other failure leaves the intent
+            # to reconcile, as a crash would.
+            self._abandon(intent, intent_id)
+            raise
+
+    def _abandon(self, intent: Creation, intent_id: str) -> None:
+        try:
+            self._unmake(intent)
+        finally:
+            self.registry.commit([drop(intent_id)], notify=False)
 
     def remove(self, intent: Removal, ops: Sequence[Op]) -> None:
         """Commit `ops` (reported at once), then finish the kernel work. The intent stays

@@ -9,6 +9,7 @@ is raised.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import random
@@ -89,21 +90,25 @@ class Engine:
         with self._lock:
             self.kernel.enable_forwarding()
             self.reconcile()
-            if self.config.default_network and not any(
+            missing = self.config.default_network and not any(
                 n.name == DEFAULT_NETWORK for n in self.registry.networks.values()
-            ):
-                self.create_network(
-                    NetworkRequest.build(DEFAULT_NETWORK, bridge=DEFAULT_BRIDGE_DEVICE)
-                )
+            )
+        if missing:
+            self.create_network(NetworkRequest.build(DEFAULT_NETWORK, bridge=DEFAULT_BRIDGE_DEVICE))
 
     # --- networks ---
 
     def _retrying(self, attempt: Callable[[], object]) -> object:
-        """Run `attempt` again when another host took what it planned meanwhile (the store
-        has brought the registry up to date before raising)."""
+        """Run `attempt` under the engine lock, and again when another host took what it
+        planned meanwhile (the store has brought the registry up to date before raising).
+
+        The pause between attempts is taken without the lock, so the host's other requests go
+        on meanwhile: callers must not hold the lock themselves (a re-entered lock would stay
+        held through the pause). At worst ALLOCATION_ATTEMPTS * RETRY_JITTER_S in all."""
         for left in range(ALLOCATION_ATTEMPTS - 1, -1, -1):
             try:
-                return attempt()
+                with self._lock:
+                    return attempt()
             except AllocationConflict:
                 if not left:
                     raise
@@ -112,8 +117,7 @@ class Engine:
         raise AssertionError("unreachable")
 
     def create_network(self, req: NetworkRequest) -> Network:
-        with self._lock:
-            return self._retrying(lambda: self._create_network(req))  # type: ignore[return-value]
+        return self._retrying(lambda: self._create_network(req))  # type: ignore[return-value]
 
     def _overlay_fields(self, req: NetworkRequest) -> dict:
         """VNI and MTU of a new overlay network (MTU: the underlay's less VXLAN's headers)."""
@@ -188,6 +192,9 @@ class Engine:
             return network
 
     def remove_network(self, ref: str) -> None:
+        self._retrying(lambda: self._remove_network(ref))
+
+    def _remove_network(self, ref: str) -> None:
         with self._lock:
             network = self.registry.find_network(ref)
             users = self.registry.endpoints_on(network.id)
@@ -215,12 +222,24 @@ class Engine:
                 if n.name != DEFAULT_NETWORK and not self.registry.endpoints_on(n.id)
             ]
             for network in unused:
-                self.remove_network(network.id)
+                self._remove_network(network.id)  # no retry: a race here is reported
             return sorted(n.name for n in unused)
 
     # --- sandboxes ---
 
     def create_sandbox(self, req: SandboxRequest) -> Sandbox:
+        sandbox = self._create_sandbox(req)
+        if sandbox.mode == "bridge" and req.network_mode:
+            # Outside the lock: a connect that must retry pauses without holding it.
+            try:
+                self.connect(req.network_mode, sandbox.id, req.connect)
+            except BaseException:
+                with contextlib.suppress(NotFound):  # removed meanwhile by another request
+                    self.remove_sandbox(sandbox.id)
+                raise
+        return self.registry.sandboxes[sandbox.id]
+
+    def _create_sandbox(self, req: SandboxRequest) -> Sandbox:
         with self._lock:
             if any(s.name == req.name for s in self.registry.sandboxes.values()):
                 raise NameInUse(f"sandbox name {req.name} is already in use")
@@ -255,13 +274,7 @@ class Engine:
             )
             self.changes.create(CreateSandbox(sandbox), done=[put(sandbox)])
             log.info("sandbox created: %s (%s) %s", sandbox.name, mode, netns_path)
-            if mode == "bridge" and req.network_mode:
-                try:
-                    self.connect(req.network_mode, sandbox.id, req.connect)
-                except BaseException:
-                    self.remove_sandbox(sandbox.id)
-                    raise
-            return self.registry.sandboxes[sandbox.id]
+            return sandbox
 
     def update_sandbox(self, ref: str, healthcheck: Healthcheck | None) -> Sandbox:
         """Replace a sandbox's health check (None removes it): registry only, no kernel work."""
@@ -308,10 +321,9 @@ class Engine:
     # --- endpoints ---
 
     def connect(self, network_ref: str, sandbox_ref: str, req: ConnectRequest) -> Endpoint:
-        with self._lock:
-            return self._retrying(  # type: ignore[return-value]
-                lambda: self._connect(network_ref, sandbox_ref, req)
-            )
+        return self._retrying(  # type: ignore[return-value]
+            lambda: self._connect(network_ref, sandbox_ref, req)
+        )
 
     def _connect(self, network_ref: str, sandbox_ref: str, req: ConnectRequest) -> Endpoint:
         with self._lock:

@@ -42,7 +42,10 @@ def overlay_peers(snapshot: Snapshot) -> dict[str, frozenset[Peer]]:
     peers: dict[str, set[Peer]] = {n.id: set() for n in snapshot.networks if n.vni is not None}
     for ep in snapshot.endpoints:
         if ep.sandbox_id in remote and ep.network_id in peers and ep.vtep:
-            peers[ep.network_id].add(Peer(ep.mac, str(ep.ipv4), ep.vtep))
+            # One entry per address: the device's proxy answers ARP and neighbour discovery.
+            for ip in (ep.ipv4, ep.ipv6):
+                if ip is not None:
+                    peers[ep.network_id].add(Peer(ep.mac, str(ip), ep.vtep))
     return {nid: frozenset(p) for nid, p in peers.items()}
 
 

@@ -1,7 +1,8 @@
 """Make the kernel match the registry: after a restart, a crash, or a change behind our back.
 
 Order matters: interrupted changes first (creates rolled back, removals completed), then
-sandboxes whose namespace vanished, then missing bridges and veths (and veths left unplugged by
+endpoints the store dropped at start (their address was taken meanwhile), then sandboxes whose
+namespace vanished, then missing bridges and veths (and veths left unplugged by
 a deleted bridge), then the ruleset. Everything repaired is returned, for the log.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 import logging
 
 from .changes import Changes
+from .endpoints import gateway_successor
 from .errors import NetcoreError, NftError
 from .intents import (
     Connect,
@@ -24,7 +26,7 @@ from .intents import (
 )
 from .kernel.base import AttachSpec, Kernel
 from .nft.ruleset import BRIDGE_TABLE, HOST_TABLE
-from .registry import Registry, delete
+from .registry import Registry, delete, put
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +34,7 @@ log = logging.getLogger(__name__)
 def reconcile(registry: Registry, kernel: Kernel, changes: Changes) -> list[str]:
     repaired: list[str] = []
     repaired += _settle_intents(registry, changes)
+    repaired += _clear_dropped_endpoints(registry, changes)
     repaired += _drop_vanished_sandboxes(registry, kernel, changes)
     repaired += _restore_links(registry, kernel, changes)
     repaired += _restore_firewall(registry, kernel, changes)
@@ -74,6 +77,27 @@ def _settle(reg: Registry, changes: Changes, intent: Intent) -> str | None:
         case UnknownIntent(op):
             log.warning("dropping an intent of unknown kind %r (from a newer dnsd?)", op)
     return None
+
+
+def _clear_dropped_endpoints(reg: Registry, changes: Changes) -> list[str]:
+    """Endpoints the store dropped at start (another host took their address while this one
+    was down): their veth goes, and the default route moves as on a disconnect."""
+    repaired = []
+    for endpoint in list(reg.dropped_endpoints.values()):
+        sandbox = reg.sandboxes.get(endpoint.sandbox_id)
+        network = reg.networks.get(endpoint.network_id)
+        successor = gateway_successor(reg, sandbox, endpoint) if sandbox and network else None
+        if successor is not None:
+            reg.commit([put(successor)])
+        changes.finish(Disconnect(endpoint))
+        what = f"{sandbox.name if sandbox else endpoint.sandbox_id[:12]} on "
+        what += network.name if network else endpoint.network_id[:12]
+        repaired.append(
+            f"endpoint of {what}: address {endpoint.ipv4} was taken by another host while this "
+            f"one was down; endpoint dropped, veth {endpoint.host_ifname} removed"
+        )
+        del reg.dropped_endpoints[endpoint.id]
+    return repaired
 
 
 def _drop_vanished_sandboxes(reg: Registry, kernel: Kernel, changes: Changes) -> list[str]:

@@ -68,6 +68,9 @@ _DECODERS: dict[str, tuple[str, Callable[[dict[str, Any]], Any]]] = {
     "meta": ("meta", dict),
     "remote_endpoint": ("remote_endpoints", remote_endpoint_from_dict),
     "remote_claim": ("remote_claims", dict),
+    # Loaded, never stored: an endpoint the store dropped at start (its address was taken
+    # meanwhile), kept until reconcile has removed what is left of it in the kernel.
+    "dropped_endpoint": ("dropped_endpoints", endpoint_from_dict),
 }
 _REMOTE_KINDS = ("remote_endpoint", "remote_claim")
 
@@ -84,6 +87,7 @@ class Registry:
         self.meta: dict[str, dict[str, Any]] = {}
         self.remote_endpoints: dict[str, tuple[Endpoint, Sandbox]] = {}
         self.remote_claims: dict[str, dict[str, Any]] = {}  # "<network id>/<ip>" -> {}
+        self.dropped_endpoints: dict[str, Endpoint] = {}
         self._remote_revisions: dict[tuple[str, str], int] = {}
         self._revision = 0
         self._snapshot: Snapshot | None = None

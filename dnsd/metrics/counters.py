@@ -42,6 +42,9 @@ LATENCY_BOUNDS = (
 )  # fmt: skip
 _MEMO_LIMIT = 4096  # remembered (reply -> kind) pairs per listener
 SETTLE_AFTER = 1 << 16  # pending queries of one listener before they are settled anyway
+# Whole replies kept until settled: classifying them costs the same now or at scrape time, so
+# only a few are held (a listener holds KiBs, not MiBs, between scrapes).
+HOLD_REPLIES = 256
 _N_BUCKETS = len(LATENCY_BOUNDS) + 1
 
 
@@ -69,6 +72,7 @@ class QueryStats:
 
     __slots__ = (
         "_fresh",
+        "_held",
         "_hits",
         "_kinds",
         "_pending",
@@ -96,6 +100,7 @@ class QueryStats:
         self._recalled: list[list[bytes]] = [[] for _ in range(_N_BUCKETS)]
         self._seconds = [0.0] * _N_BUCKETS
         self._pending = 0
+        self._held = 0
 
     def batch(
         self,
@@ -124,7 +129,8 @@ class QueryStats:
         if dropped:
             self.counts[OTHER_QTYPE * N_OUTCOMES + DROPPED] += dropped
         self._pending += n
-        if self._pending > SETTLE_AFTER:
+        self._held += len(fresh) + len(recalled)
+        if self._pending > SETTLE_AFTER or self._held > HOLD_REPLIES:
             self.settle()
         if self.log is not None:
             self.log.offer_batch(self, hits, fresh, seconds)
@@ -164,7 +170,7 @@ class QueryStats:
             self._fresh[bucket] = []
             self._recalled[bucket] = []
             self._seconds[bucket] = 0.0
-        self._pending = 0
+        self._pending = self._held = 0
 
     def forwarded(self, reply: bytes, seconds: float, upstream: str | None) -> None:
         """One forwarded query's `reply`, relayed after `seconds`."""

@@ -84,9 +84,17 @@ class EtcdStore:
         self.globals: dict[str, dict[str, Any]] = {}  # overlay network id -> body
         self.own_endpoints: dict[str, dict[str, Any]] = {}  # on overlays, by id
         self._own_sandboxes: dict[str, dict[str, Any]] = {}
-        self._claims: dict[str, str] = {}  # connect intent id -> the ip key it claimed
+        self._claims: dict[str, list[str]] = {}  # connect intent id -> the ip keys it claimed
         self._published: set[str] = set()
+        # Endpoints of ours whose address another host took while this one was down: their
+        # records are gone; `load` hands them over once so that reconcile clears the kernel.
+        self.dropped: dict[str, dict[str, Any]] = {}
         self.seen_revision = 0  # the cluster revision the registry's view reflects
+        # The revision up to which this host knows every overlay network: what the subnet
+        # overlap (and name, VNI) checks of its next network change were made against. Its own
+        # changes advance it at once, so a create right after another is no race.
+        self.networks_revision = 0
+        self._networks_compared = False  # this batch carries the compare against it
         self._apply: Apply | None = None
         self._follower = None
         self.lease = HostLease(self, cluster.host_ttl_s)
@@ -110,6 +118,11 @@ class EtcdStore:
 
     def ip_key(self, network_id: str, ip: str) -> str:
         return f"{self.glob}ips/{network_id}/{ip}"
+
+    def ip_keys(self, endpoint: dict[str, Any]) -> list[str]:
+        """The claim keys of an endpoint's addresses: IPv4, and IPv6 on a dual-stack overlay."""
+        addresses = [endpoint["ipv4"], endpoint.get("ipv6")]
+        return [self.ip_key(endpoint["network_id"], a) for a in addresses if a]
 
     def endpoint_key(self, network_id: str, endpoint_id: str) -> str:
         return f"{self.glob}endpoints/{network_id}/{endpoint_id}"
@@ -135,7 +148,9 @@ class EtcdStore:
             for op, _rev in translate(self, kv, deleted=False):
                 assert isinstance(op, Put)
                 data.setdefault(op.kind, {})[op.id] = op.body
-        self.seen_revision = revision
+        self.seen_revision = self.networks_revision = revision
+        if self.dropped:
+            data["dropped_endpoint"], self.dropped = self.dropped, {}
         return data
 
     def commit(self, ops: Sequence[Op]) -> None:
@@ -143,9 +158,12 @@ class EtcdStore:
         success: list[dict[str, Any]] = []
         after: list[Callable[[], None]] = []  # bookkeeping once the transaction succeeded
         self._published: set[str] = set()  # ip keys an endpoint of this batch now holds
+        self._networks_compared = False
         for op in ops:
             self._translate(op, compare, success, after)
-        ok, _responses, _revision = self.client.txn(compare, success)
+        ok, _responses, revision = self.client.txn(compare, success)
+        if ok and self._networks_compared:  # nobody else touched an overlay meanwhile
+            self.networks_revision = max(self.networks_revision, revision)
         if not ok:
             self.resync()
             raise AllocationConflict(
@@ -179,11 +197,13 @@ class EtcdStore:
     def _network_op(self, op: Op, compare: list, success: list, after: list) -> None:
         body = op.body if isinstance(op, Put) else self.globals[op.id]
         names = (f"{self.glob}names/{body['name']}", f"{self.glob}vnis/{body['vni']}")
+        if not self._networks_compared:
+            # The subnet overlap check saw the overlays up to `networks_revision`.
+            compare.append(unchanged_since(f"{self.glob}networks/", self.networks_revision))
+            self._networks_compared = True
         if isinstance(op, Put):
             if op.id not in self.globals:
                 compare += [absent(k) for k in names]
-                # The subnet overlap check saw the overlays up to `seen_revision`.
-                compare.append(unchanged_since(f"{self.glob}networks/", self.seen_revision))
             success.append(put_op(f"{self.glob}networks/{op.id}", json.dumps(op.body)))
             success += [put_op(k, op.id) for k in names]
             after.append(lambda: self.globals.__setitem__(op.id, op.body))
@@ -197,33 +217,33 @@ class EtcdStore:
         if isinstance(op, Delete):
             claimed = self._claims.get(op.id)
             if claimed is not None:
-                mine = self.own_endpoints.values()
-                held = {self.ip_key(e["network_id"], e["ipv4"]) for e in mine}
-                if claimed not in held | self._published:
-                    success.append(delete_op(claimed))  # a rolled back connect: released
+                held = {k for e in self.own_endpoints.values() for k in self.ip_keys(e)}
+                for key in claimed:
+                    if key not in held | self._published:
+                        success.append(delete_op(key))  # a rolled back connect: released
                 after.append(lambda: self._claims.pop(op.id, None))
             return
         endpoint = op.body.get("endpoint")
         if op.body.get("op") != "connect" or endpoint["network_id"] not in self.globals:
             return
-        ip_key = self.ip_key(endpoint["network_id"], endpoint["ipv4"])
-        compare.append(absent(ip_key))
-        success.append(put_op(ip_key, self.owner_value(op.id), self.lease.id))
-        after.append(lambda: self._claims.__setitem__(op.id, ip_key))
+        keys = self.ip_keys(endpoint)
+        compare += [absent(k) for k in keys]
+        success += [put_op(k, self.owner_value(op.id), self.lease.id) for k in keys]
+        after.append(lambda: self._claims.__setitem__(op.id, keys))
 
     def _endpoint_op(self, op: Op, success: list, after: list) -> None:
         if isinstance(op, Put):
             if op.body["network_id"] not in self.globals:
                 return
             success += self.publish_ops(op.body)
-            self._published.add(self.ip_key(op.body["network_id"], op.body["ipv4"]))
+            self._published.update(self.ip_keys(op.body))
             after.append(lambda: self.own_endpoints.__setitem__(op.id, op.body))
             return
         endpoint = self.own_endpoints.get(op.id)
         if endpoint is None:
             return
         success.append(delete_op(self.endpoint_key(endpoint["network_id"], op.id)))
-        success.append(delete_op(self.ip_key(endpoint["network_id"], endpoint["ipv4"])))
+        success += [delete_op(k) for k in self.ip_keys(endpoint)]
         after.append(lambda: self.own_endpoints.pop(op.id, None))
 
     def publish_ops(self, endpoint: dict[str, Any]) -> list[dict[str, Any]]:
@@ -241,7 +261,7 @@ class EtcdStore:
         net, eid = endpoint["network_id"], endpoint["id"]
         return [
             put_op(self.endpoint_key(net, eid), json.dumps(value, sort_keys=True), self.lease.id),
-            put_op(self.ip_key(net, endpoint["ipv4"]), self.owner_value(eid), self.lease.id),
+            *(put_op(k, self.owner_value(eid), self.lease.id) for k in self.ip_keys(endpoint)),
         ]
 
     # --- following the cluster ---
@@ -264,12 +284,17 @@ class EtcdStore:
         kvs, revision = self.client.range(self.glob, prefix_end(self.glob))
         changes = [c for kv in kvs for c in translate(self, kv, deleted=False)]
         self._apply(changes, revision)
-        self.seen_revision = max(self.seen_revision, revision)
+        self._seen(revision)
 
     def deliver(self, changes: Sequence[RemoteChange], revision: int) -> None:
         if self._apply is not None and changes:
             self._apply(changes, None)
+        self._seen(revision)
+
+    def _seen(self, revision: int) -> None:
+        """The registry now reflects every global key up to `revision`."""
         self.seen_revision = max(self.seen_revision, revision)
+        self.networks_revision = max(self.networks_revision, revision)
 
     def close(self) -> None:
         if self._follower is not None:

@@ -91,9 +91,15 @@ class EtcdClient:
     def _ssl_context(options: EtcdOptions) -> ssl.SSLContext | None:
         if not (options.cacert or options.cert):
             return None
-        context = ssl.create_default_context(cafile=options.cacert)
-        if options.cert:
-            context.load_cert_chain(options.cert, options.key)
+        try:
+            context = ssl.create_default_context(cafile=options.cacert)
+            if options.cert:
+                context.load_cert_chain(options.cert, options.key)
+        except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+            files = f"--etcd-cacert {options.cacert}, --etcd-cert {options.cert}, "
+            raise StoreError(
+                f"cannot load the etcd TLS files ({files}--etcd-key {options.key}): {exc}"
+            ) from exc
         return context
 
     # --- transport ---
@@ -112,20 +118,32 @@ class EtcdClient:
     def call(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         """POST `body` to `path` on the first member that answers."""
         errors = []
+        tls_failed = 0
         for endpoint in self._ordered():
             try:
                 reply = self._post(endpoint, path, body)
             except (OSError, http.client.HTTPException) as exc:
                 errors.append(f"{endpoint}: {exc or type(exc).__name__}")
+                tls_failed += isinstance(exc, ssl.SSLError)
+                if isinstance(exc, http.client.RemoteDisconnected) and self._ssl is None:
+                    errors[-1] += " (etcd serves TLS? give --etcd-cacert)"
                 continue
             self._preferred = self.options.endpoints.index(endpoint)
             return reply
+        if tls_failed == len(errors):
+            raise EtcdUnavailable(
+                f"TLS with etcd failed ({'; '.join(errors)}): the change was not applied; "
+                "check --etcd-cacert (the CA that signed etcd's certificate), --etcd-cert and "
+                "--etcd-key (a client certificate etcd trusts)"
+            )
         raise EtcdUnavailable(
             f"etcd is unreachable ({'; '.join(errors)}): the change was not applied; "
             "start etcd or check --store and the etcd TLS/user options"
         )
 
-    def _post(self, endpoint: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    def _post(
+        self, endpoint: str, path: str, body: dict[str, Any], *, again: bool = True
+    ) -> dict[str, Any]:
         conn = self._connection(endpoint, self.options.timeout_s)
         try:
             conn.request("POST", path, json.dumps(body), self._headers(endpoint))
@@ -138,7 +156,10 @@ class EtcdClient:
             message = data.get("message") or data.get("error") or raw.decode(errors="replace")
             if resp.status >= 500 or "no leader" in str(message):
                 raise http.client.HTTPException(f"HTTP {resp.status}: {message}")
-            raise StoreError(f"etcd refused {path}: {message}")
+            if "invalid auth token" in str(message) and self.options.user and again:
+                self._token = None  # expired (etcd's simple tokens live 5 minutes): log in again
+                return self._post(endpoint, path, body, again=False)
+            raise StoreError(f"etcd refused {path}: {message}{_hint(str(message))}")
         return data
 
     def _headers(self, endpoint: str) -> dict[str, str]:
@@ -160,7 +181,10 @@ class EtcdClient:
         finally:
             conn.close()
         if resp.status != 200 or "token" not in data:
-            raise StoreError(f"etcd refused user {self.options.user}: {data.get('message', '')}")
+            raise StoreError(
+                f"etcd refused user {self.options.user}: {data.get('message', '')}: check "
+                "--etcd-user and --etcd-password (or DNSD_ETCD_PASSWORD)"
+            )
         return str(data["token"])
 
     # --- KV ---
@@ -203,60 +227,69 @@ class EtcdClient:
     def watch(
         self, key: str, range_end: str, start_revision: int, opened: Callable[[socket.socket], None]
     ) -> Iterator[tuple[int, list[WatchEvent]]]:
-        """(revision, events) batches from `start_revision` on, until the stream breaks
-        (raises EtcdUnavailable; `opened` gets the socket, whose shutdown ends the stream).
-        Raises `Compacted` when the revision is gone."""
+        """(revision, events) batches from `start_revision` on, until the stream breaks or goes
+        silent (raises EtcdUnavailable; `opened` gets the socket, whose shutdown ends the
+        stream). Raises `Compacted` when the revision is gone. See etcd_watch.py."""
+        from .etcd_watch import WatchStream
+
         endpoint = self._ordered()[0]
-        try:
-            conn = self._connection(endpoint, self.options.timeout_s)
-            conn.connect()
-            assert conn.sock is not None
-            opened(conn.sock)
-            body = {
-                "create_request": {
-                    "key": b64(key),
-                    "range_end": b64(range_end),
-                    "start_revision": start_revision,
-                    "progress_notify": True,
-                }
+        body = {
+            "create_request": {
+                "key": b64(key),
+                "range_end": b64(range_end),
+                "start_revision": start_revision,
+                "progress_notify": True,
             }
-            conn.request("POST", "/v3/watch", json.dumps(body), self._headers(endpoint))
-            resp = conn.getresponse()
-            conn.sock.settimeout(None)  # a quiet cluster sends nothing for minutes
-        except (OSError, http.client.HTTPException) as exc:
-            self._preferred = (self._preferred + 1) % len(self.options.endpoints)
-            raise EtcdUnavailable(f"etcd watch on {endpoint}: {exc}") from exc
+        }
+        stream = None
         try:
-            yield from self._read_stream(resp)
-        except (OSError, http.client.HTTPException, ValueError) as exc:
+            stream = WatchStream.open(
+                endpoint,
+                body,
+                self._headers(endpoint),
+                timeout=self.options.timeout_s,
+                tls=self._ssl,
+                opened=opened,
+            )
+            for result in stream.messages():
+                yield self._batch(result)
+        except (OSError, ValueError) as exc:
             self._preferred = (self._preferred + 1) % len(self.options.endpoints)
-            raise EtcdUnavailable(f"etcd watch on {endpoint} broke: {exc}") from exc
+            if "auth token" in str(exc):
+                self._token = None  # expired: the next attempt logs in again
+            raise EtcdUnavailable(f"etcd watch on {endpoint}: {exc}") from exc
         finally:
-            conn.close()
+            if stream is not None:
+                stream.close()
 
     @staticmethod
-    def _read_stream(resp: http.client.HTTPResponse) -> Iterator[tuple[int, list[WatchEvent]]]:
-        buffer = b""
-        while True:
-            chunk = resp.read1(65536)
-            if not chunk:
-                raise OSError("stream closed")
-            buffer += chunk
-            while b"\n" in buffer:
-                line, buffer = buffer.split(b"\n", 1)
-                if not line.strip():
-                    continue
-                result = json.loads(line).get("result")
-                if result is None:
-                    raise OSError(f"watch error: {line[:200]!r}")
-                if int(result.get("compact_revision", 0)):
-                    raise Compacted(int(result["compact_revision"]))
-                if result.get("canceled"):
-                    raise OSError(f"watch canceled: {result.get('cancel_reason', '')}")
-                events = [
-                    WatchEvent(e.get("type", "PUT"), _kv(e["kv"])) for e in result.get("events", [])
-                ]
-                yield int(result["header"]["revision"]), events
+    def _batch(result: dict[str, Any]) -> tuple[int, list[WatchEvent]]:
+        """(the revision up to which every event has now been delivered, the events).
+
+        A reply to the create request tells the current revision, not what was sent: 0. A
+        batch of events is complete up to its last event; a progress reply up to its header.
+        """
+        if "header" not in result:
+            raise OSError(f"watch error: {str(result)[:200]}")
+        if int(result.get("compact_revision", 0)):
+            raise Compacted(int(result["compact_revision"]))
+        if result.get("canceled"):
+            raise OSError(f"watch canceled: {result.get('cancel_reason', '')}")
+        events = [WatchEvent(e.get("type", "PUT"), _kv(e["kv"])) for e in result.get("events", [])]
+        if events:
+            return max(e.kv.mod_revision for e in events), events
+        if result.get("created"):
+            return 0, events
+        return int(result["header"]["revision"]), events
+
+
+def _hint(message: str) -> str:
+    """What to do about an error etcd returned for a request, when the options are the cause."""
+    if "user name is empty" in message or "permission denied" in message:
+        return (
+            ": etcd requires a user allowed to use the prefix: give --etcd-user and --etcd-password"
+        )
+    return ""
 
 
 class Compacted(Exception):

@@ -87,6 +87,7 @@ class Follower:
     def _run(self) -> None:
         glob = self.store.glob
         down_since: float | None = None
+        failures = 0  # in a row: the first retry goes at once (a stream cut, etcd is likely up)
         while not self._stop.is_set():
             try:
                 stream = self.store.client.watch(
@@ -101,6 +102,7 @@ class Follower:
                         )
                         down_since = None
                     self.connected.set()
+                    failures = 0
                     changes = [
                         c
                         for e in events
@@ -118,7 +120,9 @@ class Follower:
                 if down_since is None:
                     down_since = time.monotonic()
                     log.warning("etcd watch lost: %s: answering from the last view", exc)
-                self._stop.wait(RETRY_S)
+                failures += 1
+                if failures > 1:
+                    self._stop.wait(RETRY_S)
             except Exception:
                 log.exception("etcd watch failed; restarting it")
                 self._stop.wait(RETRY_S)

@@ -97,21 +97,34 @@ class HostLease:
             endpoint = json.loads(kv.value)
             if endpoint["network_id"] not in store.globals:
                 continue
-            ip_key = store.ip_key(endpoint["network_id"], endpoint["ipv4"])
-            ops = store.publish_ops(endpoint)
-            ok, _, _ = client.txn([absent(ip_key)], ops)
-            if not ok:  # still ours (a lease renewed in time), or taken by another host
-                ok, _, _ = client.txn([value_is(ip_key, store.owner_value(endpoint["id"]))], ops)
-            if ok:
+            if self._reclaim(endpoint):
                 store.own_endpoints[endpoint["id"]] = endpoint
                 continue
             log.error(
                 "address %s of endpoint %s was taken by another host while this one was down: "
-                "endpoint dropped",
-                endpoint["ipv4"],
+                "endpoint dropped (reconcile removes its veth)",
+                " and ".join(a for a in (endpoint["ipv4"], endpoint.get("ipv6")) if a),
                 endpoint["id"][:12],
             )
             client.txn([], [delete_op(kv.key)])
+            store.dropped[endpoint["id"]] = endpoint
+
+    def _reclaim(self, endpoint: dict) -> bool:
+        """Publish an endpoint of ours again with its addresses; False when another host holds
+        one of them. Each claim key must be free or still ours (a lease renewed in time)."""
+        store, client = self.store, self.store.client
+        mine = store.owner_value(endpoint["id"])
+        for _attempt in range(3):  # a key that changes between the read and the write: again
+            compare = []
+            for key in store.ip_keys(endpoint):
+                kvs, _ = client.range(key)
+                if kvs and kvs[0].value.decode() != mine:
+                    return False
+                compare.append(value_is(key, mine) if kvs else absent(key))
+            ok, _, _ = client.txn(compare, store.publish_ops(endpoint))
+            if ok:
+                return True
+        return False
 
     def _keep(self) -> None:
         interval = self.ttl_s / 3

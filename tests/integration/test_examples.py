@@ -126,3 +126,17 @@ def test_systemd_unit_verifies_and_notifies(tmp_path):
     broken.write_text(unit.replace("Type=notify", "Type=notifyy"))
     out = run(SYSTEMD_ANALYZE, "verify", str(broken), check=False)
     assert "Failed to parse service type" in out.stdout + out.stderr
+
+
+def test_multihost_lab_pings_across_hosts_and_leaves_nothing():
+    require_binary("etcd", "apt-get install etcd-server")
+    before = netns_names()
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(
+        ["bash", str(EXAMPLES / "multihost" / "lab.sh")], cwd=ROOT, env=env, capture_output=True,
+        text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    assert "lab works" in proc.stdout and " 0% packet loss" in proc.stdout, proc.stdout
+    assert re.search(r"\bov\b", proc.stdout), proc.stdout  # C lists the overlay made on A
+    assert {n for n in netns_names() - before if n.startswith("ml")} == set()

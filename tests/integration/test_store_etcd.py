@@ -125,3 +125,34 @@ def test_unreachable_cluster_fails_fast(etcd_ns):
         assert time.monotonic() - started < 5
 
     _inside(etcd_ns, body)
+
+
+def test_own_overlays_back_to_back_are_no_race_while_the_watch_lags(etcd_ns):
+    """The subnet check of a create is compared against what this host knows of the overlays;
+    its own previous create counts as known at once, however slow its watch is."""
+
+    def body() -> None:
+        a = _open("a")
+        b = _open("b")
+        a.load()
+
+        def slow(changes, complete_at) -> None:
+            time.sleep(1)  # the watch of a delivers late
+
+        a.follow(slow)
+
+        def overlay(tag: str, vni: int) -> Put:
+            net = tag * 64
+            return Put("network", net, {**OVERLAY, "id": net, "name": f"o{tag}", "vni": vni})
+
+        for i in range(5):
+            a.commit([overlay(str(i), 4100 + i)])
+        # Another host's overlay, created since a last looked, still fails a's next create.
+        b.load()
+        b.commit([overlay("b", 4200)])
+        with pytest.raises(AllocationConflict):
+            a.commit([overlay("c", 4300)])
+        a.close()
+        b.close()
+
+    _inside(etcd_ns, body)

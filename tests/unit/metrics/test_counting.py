@@ -10,6 +10,7 @@ from prometheus_client import generate_latest
 
 from dnsd.metrics.collector import HealthFacts, Sources, build_registry, repair_kind
 from dnsd.metrics.counters import (
+    HOLD_REPLIES,
     LATENCY_BOUNDS,
     SETTLE_AFTER,
     ApiStats,
@@ -94,6 +95,14 @@ def test_much_pending_is_settled_without_a_scrape():
     for _ in range(SETTLE_AFTER // 64 + 1):
         stats.batch([hit] * 64, [], 0, 0.0001)
     assert sum(stats.counts) > SETTLE_AFTER
+
+
+def test_whole_replies_are_settled_before_many_are_held():
+    stats = QueryStats("d" * 64)
+    for _ in range(HOLD_REPLIES // 16 + 1):
+        stats.batch([], [reply("web")] * 16, 0, 0.0001)
+    assert sum(stats.counts) > HOLD_REPLIES
+    assert stats._held <= HOLD_REPLIES
 
 
 def test_stopped_listeners_keep_their_counts_under_their_network():

@@ -133,3 +133,74 @@ def test_remote_endpoints_are_programmed_and_block_removal(cluster_engine):
 def test_overlay_peers_and_next_vni_are_pure():
     assert overlay_peers(Registry(MemoryStore()).snapshot()) == {}
     assert next_vni([]) == FIRST_VNI
+
+
+def test_endpoint_dropped_at_start_loses_its_veth_and_its_default_route(cluster_engine, tmp_path):
+    """A restarted host whose address another host took meanwhile: the store drops the record
+    (etcd_lease.republish), reconcile removes the veth and moves the default route."""
+    engine = cluster_engine
+    net = _overlay(engine)
+    local = engine.create_network(NetworkRequest.build("loc", subnet="10.60.0.0/24"))
+    sandbox = engine.create_sandbox(SandboxRequest(name="web"))
+    gone = engine.connect(net.id, sandbox.id, ConnectRequest())
+    kept = engine.connect(local.id, sandbox.id, ConnectRequest())
+    assert gone.is_gateway and not kept.is_gateway
+    store = engine.registry._store
+    data = store.load()
+    del store._data["endpoint"][gone.id]  # what republish leaves in the store ...
+
+    class Restarted(MemoryStore):
+        def load(self):  # ... and hands over once, as EtcdStore.load does
+            return {
+                **data,
+                "endpoint": store._data["endpoint"],
+                "dropped_endpoint": {gone.id: to_dict(gone)},
+            }
+
+    kernel = engine.kernel  # the same machine: its namespaces and links are still there
+    kernel.calls.clear()
+    again = Engine(Registry(Restarted()), kernel, engine.config)
+    again.start()
+    assert f"delete_link {gone.host_ifname}" in kernel.calls
+    assert [e.id for e in again.registry.endpoints_of(sandbox.id)] == [kept.id]
+    assert again.registry.endpoints[kept.id].is_gateway  # the default route moved
+    assert not again.registry.dropped_endpoints
+    assert any("was taken by another host" in line for line in again.repairs), again.repairs
+
+
+def test_allocation_retry_pauses_without_the_engine_lock(cluster_engine, monkeypatch):
+    import threading
+
+    from netcore.errors import AllocationConflict
+
+    engine = cluster_engine
+    _overlay(engine)
+    store = engine.registry._store
+    commit = store.commit
+    conflicts = iter([True, True, False, True, False])  # of the connects, in order
+
+    def racing_commit(ops) -> None:
+        connects = [op for op in ops if op.kind == "intent" and isinstance(op, Put)]
+        if any(op.body.get("op") == "connect" for op in connects) and next(conflicts):
+            raise AllocationConflict("another host took it")
+        commit(ops)
+
+    def try_lock() -> None:
+        got = engine._lock.acquire(timeout=1)
+        free.append(got)
+        if got:
+            engine._lock.release()
+
+    def sleep(_seconds: float) -> None:  # the pause: can another thread take the lock?
+        other = threading.Thread(target=try_lock)
+        other.start()
+        other.join()
+
+    free: list[bool] = []
+    monkeypatch.setattr(store, "commit", racing_commit)
+    monkeypatch.setattr("netcore.engine.time.sleep", sleep)
+    engine.create_sandbox(SandboxRequest(name="web"))
+    engine.connect("ov", "web", ConnectRequest())
+    engine.create_sandbox(SandboxRequest(name="db", network_mode="ov"))  # connect inside
+    assert free == [True, True, True]
+    assert len(engine.registry.endpoints) == 2
