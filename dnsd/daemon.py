@@ -130,7 +130,7 @@ async def _serve(config: DaemonConfig, ready: asyncio.Event | None, fresh: bool)
     if query_log is not None:
         query_log.sandbox_name = follower.sandbox_name
         query_log.start()
-    status = DaemonStatus(config, engine, follower, forwarder, query_log)
+    status = DaemonStatus(config, engine, follower, forwarder, query_log, health)
     api_stats = ApiStats()
     metrics = (
         build_registry(status.sources(book, api_stats, __version__)) if book is not None else None

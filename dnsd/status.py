@@ -17,7 +17,9 @@ from netcore.engine import Engine
 from .config import DaemonConfig
 from .follower import Follower
 from .forward.forwarder import Forwarder
-from .metrics.collector import Sources
+from .health.client import ProbeWorker
+from .health.monitor import HealthMonitor
+from .metrics.collector import HealthFacts, Sources
 from .metrics.counters import ApiStats, StatsBook, upstream_labels
 from .metrics.querylog import QueryLog
 
@@ -43,8 +45,10 @@ class DaemonStatus:
         follower: Follower,
         forwarder: Forwarder,
         query_log: QueryLog | None,
+        health: HealthMonitor | None = None,
     ) -> None:
         self.config = config
+        self.health = health
         self.engine = engine
         self.follower = follower
         self.forwarder = forwarder
@@ -70,6 +74,16 @@ class DaemonStatus:
             "sandboxes": len(snapshot.sandboxes),
             "endpoints": len(snapshot.endpoints),
         }
+
+    def health_facts(self) -> HealthFacts:
+        monitor = self.health
+        prober = None if monitor is None else monitor.prober
+        return HealthFacts(
+            fail_open=self.follower.view.fail_open,
+            checks={} if monitor is None else monitor.counts(),
+            results=0 if monitor is None else monitor.probes_run,
+            worker_restarts=prober.restarts if isinstance(prober, ProbeWorker) else 0,
+        )
 
     def __call__(self) -> dict[str, Any]:
         """dnsd's facts for `/info` (`Dnsd`)."""
@@ -99,6 +113,17 @@ class DaemonStatus:
             "Metrics": config.metrics,
             "MetricsListen": config.metrics_listen,
             "QueryLog": config.query_log,
+            "Health": self._health_info(),
+        }
+
+    def _health_info(self) -> dict[str, Any]:
+        facts = self.health_facts()
+        prober = None if self.health is None else self.health.prober
+        return {
+            "Checks": dict(facts.checks),
+            "FailOpenNames": facts.fail_open,
+            "WorkerPid": prober.pid if isinstance(prober, ProbeWorker) else None,
+            "WorkerRestarts": facts.worker_restarts,
         }
 
     def sources(self, book: StatsBook, api: ApiStats, version: str) -> Sources:
@@ -114,4 +139,5 @@ class DaemonStatus:
             repairs=lambda: self.engine.repairs,
             query_log=self.query_log,
             version=version,
+            health=self.health_facts,
         )

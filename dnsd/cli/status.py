@@ -52,6 +52,17 @@ def status_lines(info: dict[str, Any]) -> list[str]:
         metrics = "/metrics on the API"
     lines.append(f"metrics:      {metrics}")
     lines.append(f"query log:    {dnsd.get('QueryLog') or 'off'}")
+    health = dnsd.get("Health")
+    if health:
+        checks = health.get("Checks") or {}
+        worker = health.get("WorkerPid")
+        lines.append(
+            f"health:       {sum(checks.values())} checks ("
+            + ", ".join(f"{checks.get(s, 0)} {s}" for s in ("healthy", "unhealthy", "starting"))
+            + f"), {health.get('FailOpenNames', 0)} names failing open, probe worker "
+            + (f"pid {worker}" if worker else "not running")
+            + f", {health.get('WorkerRestarts', 0)} restarts"
+        )
     return lines
 
 

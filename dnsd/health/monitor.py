@@ -1,39 +1,53 @@
-"""The scheduler: one asyncio task per sandbox with a check, on the daemon's loop.
+"""The health monitor: the daemon's half of the checks, on its loop.
 
-It follows the registry (any thread hands it snapshots), runs each probe every Interval, feeds
-results to the state machine, and reports a change of status twice: to the DNS side (coalesced:
-one view rebuild, on a worker thread, however many statuses changed meanwhile) and as a
-`health_status` event. The DNS hot path never asks it anything.
+It follows the registry (any thread hands it snapshots), tells a prober which checks to run
+where (by default the probe worker process, dnsd.health.client; the unit tests run the
+scheduler in-process), feeds each result to the state machine, and reports a change of status
+twice: to the DNS side (coalesced: one view rebuild, on a worker thread, however many statuses
+changed meanwhile) and as a `health_status` event. The DNS hot path never asks it anything.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
-import random
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections import Counter
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from netcore.healthcheck import Healthcheck
 from netcore.model import Endpoint, Sandbox, Snapshot
 
-from .probes import Target, run_probe
+from .client import ProbeWorker
+from .probes import Target
+from .scheduler import Report
 from .state import STARTING, Health, Result, advance
 
 log = logging.getLogger(__name__)
 
-Probe = Callable[[Healthcheck, Target], Awaitable[Result]]
 StatusChanged = Callable[[Sandbox, str], None]
+
+
+class Prober(Protocol):
+    """Runs checks, reports each result with its key (scheduler.Scheduler, client.ProbeWorker)."""
+
+    def start(self, key: int, check: Healthcheck, target: Target) -> None: ...
+    def retarget(self, key: int, target: Target) -> None: ...
+    def stop(self, key: int) -> None: ...
+    async def close(self) -> None: ...
 
 
 @dataclass
 class _Watch:
     sandbox: Sandbox
     check: Healthcheck
+    target: Target
+    key: int  # the prober's name for this check; a changed check gets a new one
     started_at: float
     health: Health = field(default_factory=Health)
-    task: asyncio.Task[None] | None = None
 
 
 def targets(snapshot: Snapshot) -> dict[str, tuple[Sandbox, Target]]:
@@ -65,7 +79,7 @@ def _preference(endpoint: Endpoint) -> tuple[bool, str]:
 
 
 class HealthMonitor:
-    """Thread: `on_snapshot` from any; the rest on the loop."""
+    """Thread: `on_snapshot` from any; the rest on the loop (create it inside the loop)."""
 
     def __init__(
         self,
@@ -73,20 +87,20 @@ class HealthMonitor:
         on_change: Callable[[Mapping[str, str]], None],
         on_status: StatusChanged = lambda sandbox, status: None,
         *,
-        probe: Probe = run_probe,
+        prober: Callable[[Report], Prober] = ProbeWorker,
         now: Callable[[], float] = time.time,
     ) -> None:
         self.loop = loop
         self._on_change = on_change  # blocking (a view rebuild): run on a worker thread
         self._on_status = on_status
-        self._probe = probe
         self._now = now
         self._watches: dict[str, _Watch] = {}
-        self._targets: dict[str, Target] = {}
+        self._by_key: dict[int, _Watch] = {}
+        self._keys = itertools.count(1)
         self._dirty = False
         self._publisher: asyncio.Task[None] | None = None
-        self._rng = random.Random()
         self.probes_run = 0
+        self.prober = prober(self._on_result)
 
     # --- reading ---
 
@@ -96,6 +110,10 @@ class HealthMonitor:
 
     def statuses(self) -> dict[str, str]:
         return {sid: w.health.status for sid, w in self._watches.items()}
+
+    def counts(self) -> dict[str, int]:
+        """Sandboxes with a check, by status."""
+        return dict(Counter(w.health.status for w in self._watches.values()))
 
     def __len__(self) -> int:
         return len(self._watches)
@@ -107,7 +125,7 @@ class HealthMonitor:
         self.loop.call_soon_threadsafe(self.apply, snapshot)
 
     def apply(self, snapshot: Snapshot) -> None:
-        """Start, restart (a changed check starts over) and stop watches to match `snapshot`."""
+        """Start, restart (a changed check starts over) and stop checks to match `snapshot`."""
         wanted = targets(snapshot)
         changed = False
         for sid in [s for s in self._watches if s not in wanted]:
@@ -117,47 +135,38 @@ class HealthMonitor:
             watch = self._watches.get(sid)
             if watch is not None and watch.check == sandbox.healthcheck:
                 watch.sandbox = sandbox
-                self._targets[sid] = target  # a new address is used from the next probe on
+                if watch.target != target:  # used from the next probe on
+                    watch.target = target
+                    self.prober.retarget(watch.key, target)
                 continue
             if watch is not None:
                 self._stop(sid)
-            self._targets[sid] = target
             assert sandbox.healthcheck is not None
-            watch = _Watch(sandbox, sandbox.healthcheck, self._now())
-            self._watches[sid] = watch
-            watch.task = self.loop.create_task(self._run(watch), name=f"health-{sid[:12]}")
+            watch = _Watch(sandbox, sandbox.healthcheck, target, next(self._keys), self._now())
+            self._watches[sid] = self._by_key[watch.key] = watch
+            self.prober.start(watch.key, watch.check, target)
             changed = True
         if changed:
             self._changed()
 
     def _stop(self, sandbox_id: str) -> None:
         watch = self._watches.pop(sandbox_id)
-        self._targets.pop(sandbox_id, None)
-        if watch.task is not None:
-            watch.task.cancel()  # a probe in flight kills its processes (probes.run_command)
+        del self._by_key[watch.key]
+        self.prober.stop(watch.key)
 
-    # --- running ---
+    # --- results ---
 
-    async def _run(self, watch: _Watch) -> None:
-        interval = watch.check.interval_s
-        # The first probe after a random part of one interval: checks that start together
-        # (a daemon restart) spread over the interval instead of firing at once.
-        await asyncio.sleep(interval * (0.5 + 0.5 * self._rng.random()))
-        while True:
-            sid = watch.sandbox.id
-            try:
-                result = await self._probe(watch.check, self._targets[sid])
-            except Exception as exc:  # a bug in a probe must not end the watch
-                log.exception("health probe of %s", watch.sandbox.name)
-                result = Result(self._now(), self._now(), -1, f"probe failed: {exc}")
-            self.probes_run += 1
-            before = watch.health.status
-            watch.health = advance(watch.health, result, watch.check, watch.started_at)
-            if watch.health.status != before:
-                log.info("health of %s: %s", watch.sandbox.name, watch.health.status)
-                self._changed()
-                self._on_status(watch.sandbox, watch.health.status)
-            await asyncio.sleep(interval)
+    def _on_result(self, key: int, result: Result) -> None:
+        watch = self._by_key.get(key)
+        if watch is None:
+            return  # a result of a check stopped or changed meanwhile
+        self.probes_run += 1
+        before = watch.health.status
+        watch.health = advance(watch.health, result, watch.check, watch.started_at)
+        if watch.health.status != before:
+            log.info("health of %s: %s", watch.sandbox.name, watch.health.status)
+            self._changed()
+            self._on_status(watch.sandbox, watch.health.status)
 
     def _changed(self) -> None:
         self._dirty = True
@@ -174,13 +183,12 @@ class HealthMonitor:
                 log.exception("rebuild answers after a health change")
 
     async def close(self) -> None:
-        tasks = [w.task for w in self._watches.values() if w.task is not None]
         for sid in list(self._watches):
             self._stop(sid)
+        await self.prober.close()
         if self._publisher is not None:
-            tasks.append(self._publisher)
             self._publisher.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.gather(self._publisher, return_exceptions=True)
 
 
-__all__ = ["STARTING", "HealthMonitor", "targets"]
+__all__ = ["STARTING", "HealthMonitor", "Prober", "targets"]

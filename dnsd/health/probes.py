@@ -128,7 +128,7 @@ def _user_ids(user: str) -> tuple[int, int]:
 
 
 async def run_command(argv: Sequence[str]) -> tuple[int, str]:
-    """Run `argv` in a session of its own; its exit code and first 4 KiB of output.
+    """Run `argv` in a process group of its own; its exit code and first 4 KiB of output.
 
     Whatever happens (done, timed out, cancelled), the whole process group is killed before
     this returns: a check leaves no process behind."""
@@ -138,7 +138,9 @@ async def run_command(argv: Sequence[str]) -> tuple[int, str]:
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
-            start_new_session=True,
+            # A group, not a session: it stays in the probe worker's session, which the daemon
+            # kills whole if the worker dies (client.kill_session).
+            process_group=0,
         )
     except OSError as exc:
         raise ProbeFailed(f"cannot run {argv[0]}: {exc}") from None
@@ -148,7 +150,7 @@ async def run_command(argv: Sequence[str]) -> tuple[int, str]:
         code = await proc.wait()
     finally:
         with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)  # the session's stragglers too
+            os.killpg(proc.pid, signal.SIGKILL)  # the group's stragglers too
         if proc.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()

@@ -62,6 +62,17 @@ class Sources:
     repairs: Callable[[], Sequence[str]] = tuple
     query_log: QueryLog | None = None
     version: str = ""
+    health: Callable[[], HealthFacts] | None = None  # None: no health monitor
+
+
+@dataclass(frozen=True, slots=True)
+class HealthFacts:
+    """The health checks' numbers, read at scrape time."""
+
+    fail_open: int  # shared names answered with every member: none is fit (ZoneView.fail_open)
+    checks: Mapping[str, int]  # sandboxes with a check, by status
+    results: int  # probe results received from the worker
+    worker_restarts: int
 
 
 def _counter(
@@ -95,6 +106,7 @@ class DnsdCollector:
         yield from self._queries()
         yield from self._upstreams()
         yield from self._state()
+        yield from self._health()
         yield from self._api_and_log()
 
     def _queries(self) -> Iterator[Metric]:
@@ -203,6 +215,30 @@ class DnsdCollector:
         info = GaugeMetricFamily("dnsd_build", "The running dnsd", labels=["version"])
         info.add_metric([src.version], 1)
         yield info
+
+    def _health(self) -> Iterator[Metric]:
+        if self.sources.health is None:
+            return
+        facts = self.sources.health()
+        yield GaugeMetricFamily(
+            "dnsd_health_fail_open_names",
+            "Shared names (per network) answered with every member because none is fit",
+            value=facts.fail_open,
+        )
+        checks = GaugeMetricFamily(
+            "dnsd_health_checks", "Sandboxes with a health check, by status", labels=["status"]
+        )
+        for status in ("starting", "healthy", "unhealthy"):
+            checks.add_metric([status], facts.checks.get(status, 0))
+        yield checks
+        yield CounterMetricFamily(
+            "dnsd_health_probes", "Health probe results received", value=facts.results
+        )
+        yield CounterMetricFamily(
+            "dnsd_health_worker_restarts",
+            "Times the health probe worker process died and was started again",
+            value=facts.worker_restarts,
+        )
 
     def _api_and_log(self) -> Iterator[Metric]:
         src = self.sources

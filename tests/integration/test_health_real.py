@@ -4,11 +4,15 @@ a CMD check runs inside the sandbox's namespace as nobody (issue 14)."""
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 import time
 
 import pytest
+
+from dnsd.health.shape import rfc3339_nano
 
 from .harness import HostNamespace
 from .probes import dig_short
@@ -91,6 +95,7 @@ def test_dig_follows_health_and_tasks_answers_everyone(daemon):
     servers["a1"] = _serve(h, "a1", addresses["a1"])
     back = _wait_for(h, everyone)
     assert back < 2 * INTERVAL_S, back
+    assert "\ndnsd_health_fail_open_names 0.0\n" in _metrics(h)
 
     for short in MEMBERS:
         servers[short].terminate()
@@ -101,6 +106,9 @@ def test_dig_follows_health_and_tasks_answers_everyone(daemon):
         time.sleep(0.1)
     assert dig_short(h, "cli", "api") == everyone  # nobody fit: fail open, not NXDOMAIN
     assert dig_short(h, "cli", "tasks.api") == everyone
+    # ... and counted: `api` and `api.hnet`
+    assert "\ndnsd_health_fail_open_names 2.0\n" in _metrics(h)
+    assert h.ok("GET", "/info")["Dnsd"]["Health"]["FailOpenNames"] == 2
     print(f"\nhealth change to answer: removed after {gone:.2f}s, back after {back:.2f}s")
 
     # Each change was an event.
@@ -108,6 +116,12 @@ def test_dig_follows_health_and_tasks_answers_everyone(daemon):
     assert status == 200
     assert text.count('"Action":"health_status: unhealthy"') >= 4
     assert text.count('"Action":"health_status: healthy"') >= 4
+
+
+def _metrics(h: HostNamespace) -> str:
+    status, text = h.api("GET", "/metrics")
+    assert status == 200 and isinstance(text, str), (status, text)
+    return text
 
 
 def _status(h: HostNamespace, short: str) -> str | None:
@@ -145,13 +159,39 @@ def test_cmd_check_runs_inside_the_sandbox_as_nobody(daemon):
             break
         assert time.monotonic() < deadline, log
         time.sleep(0.1)
-    assert _sleepers() <= 1  # at most the probe running right now
+    assert len(_sleepers()) <= 1  # at most the probe running right now
+
+    # The probes run in a worker process: killed mid-probe, it is restarted (and logged), its
+    # command is killed with it, and the new worker runs the check.
+    while not (running := _sleepers()):
+        time.sleep(0.02)
+    health = h.ok("GET", "/info")["Dnsd"]["Health"]
+    assert health["WorkerRestarts"] == 0
+    os.kill(health["WorkerPid"], signal.SIGKILL)
+    killed_at = time.time()
+    deadline = time.monotonic() + 10
+    while (now := h.ok("GET", "/info")["Dnsd"]["Health"])["WorkerPid"] in (
+        None,
+        health["WorkerPid"],
+    ):
+        assert time.monotonic() < deadline, now
+        time.sleep(0.05)
+    assert now["WorkerRestarts"] == 1
+    assert not running & _sleepers(), "the dead worker's command is still running"
+    while True:
+        log = h.ok("GET", f"/sandboxes/{h.sandbox_name('box')}")["State"]["Health"]["Log"]
+        if log and log[-1]["Start"] > rfc3339_nano(killed_at):
+            break
+        assert time.monotonic() < deadline + 10, log
+        time.sleep(0.1)
+    assert "exited (signal 9)" in h.log()
+
     h.ok("DELETE", f"/sandboxes/{h.sandbox_name('box')}")
     time.sleep(0.5)
-    assert _sleepers() == 0
+    assert not _sleepers()
 
 
-def _sleepers() -> int:
+def _sleepers() -> set[int]:
     """Processes running `sleep 30` (only our hanging check runs that)."""
     out = subprocess.run(["pgrep", "-f", "-x", "sleep 30"], capture_output=True, text=True)
-    return len(out.stdout.split())
+    return {int(pid) for pid in out.stdout.split()}

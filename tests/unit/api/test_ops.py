@@ -38,6 +38,8 @@ FACTS = {
                    "Queries": 7, "Failures": 2}],
     "ReplyCacheEntries": 12, "ForwardsInFlight": 1, "UptimeSeconds": 3725.0, "Metrics": True,
     "MetricsListen": "127.0.0.1:9153", "QueryLog": "/var/log/dnsd/queries.jsonl",
+    "Health": {"Checks": {"healthy": 3, "unhealthy": 1}, "FailOpenNames": 2, "WorkerPid": 4243,
+               "WorkerRestarts": 1},
 }  # fmt: skip
 
 
@@ -111,6 +113,10 @@ def test_status_lines_say_what_an_operator_asks_first():
     assert "2 networks, 5 sandboxes, 6 endpoints, 3 dns listeners" in text
     assert "198.51.100.53:53 via sandbox: FAILING (asked last), 7 queries, 2 failures" in text
     assert "http://127.0.0.1:9153/metrics" in text and "/var/log/dnsd/queries.jsonl" in text
+    assert (
+        "health:       4 checks (3 healthy, 1 unhealthy, 0 starting), 2 names failing open, "
+        "probe worker pid 4243, 1 restarts"
+    ) in text
     empty = "\n".join(status_lines({"ServerVersion": "1", "Dnsd": {"Upstreams": []}}))
     assert "none (forwarded queries get SERVFAIL)" in empty
 

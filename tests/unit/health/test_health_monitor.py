@@ -1,19 +1,26 @@
-"""The scheduler with a scripted probe: statuses follow results, changes reach the DNS side
-(coalesced) and the event callback, and removed sandboxes stop being probed."""
+"""The monitor with the scheduler in-process and a scripted probe: statuses follow results,
+changes reach the DNS side (coalesced) and the event callback, and removed sandboxes stop being
+probed; what it tells its prober, and late results of a stopped check."""
 
 from __future__ import annotations
 
 import asyncio
 from dataclasses import replace
+from ipaddress import ip_address
 
 from dnsd.health.monitor import HealthMonitor, targets
 from dnsd.health.probes import Target
+from dnsd.health.scheduler import Probe, Report, Scheduler
 from dnsd.health.state import Result
 from netcore.healthcheck import MS, Healthcheck
 from netcore.model import Snapshot
 from tests.support import snapshots as build
 
 CHECK = Healthcheck(("TCP", "80"), interval_ns=100 * MS, retries=1)
+
+
+def in_process(probe: Probe):
+    return lambda report: Scheduler(report, probe=probe)
 
 
 def _snapshot(*checks: Healthcheck | None) -> Snapshot:
@@ -49,7 +56,10 @@ def test_statuses_follow_results_and_changes_are_reported():
     async def scenario() -> None:
         loop = asyncio.get_running_loop()
         monitor = HealthMonitor(
-            loop, changes.append, lambda s, status: events.append((s.name, status)), probe=probe
+            loop,
+            changes.append,
+            lambda s, status: events.append((s.name, status)),
+            prober=in_process(probe),
         )
         snapshot = _snapshot(CHECK, CHECK)
         monitor.apply(snapshot)
@@ -82,7 +92,9 @@ def test_a_changed_check_starts_over():
         return Result(0.0, 0.0, 0, "ok")
 
     async def scenario() -> None:
-        monitor = HealthMonitor(asyncio.get_running_loop(), lambda s: None, probe=probe)
+        monitor = HealthMonitor(
+            asyncio.get_running_loop(), lambda s: None, prober=in_process(probe)
+        )
         snapshot = _snapshot(CHECK)
         monitor.apply(snapshot)
         await asyncio.sleep(0.3)
@@ -94,5 +106,59 @@ def test_a_changed_check_starts_over():
         await asyncio.sleep(0.3)  # the new check probes its target too
         assert monitor.statuses()[sid] == "healthy"
         await monitor.close()
+
+    asyncio.run(scenario())
+
+
+class Recorder:
+    """A prober that only records what it is told."""
+
+    def __init__(self, report: Report) -> None:
+        self.report = report
+        self.calls: list[tuple] = []
+
+    def start(self, key: int, check: Healthcheck, target: Target) -> None:
+        self.calls.append(("start", key, check.test, target.address))
+
+    def retarget(self, key: int, target: Target) -> None:
+        self.calls.append(("retarget", key, target.address))
+
+    def stop(self, key: int) -> None:
+        self.calls.append(("stop", key))
+
+    async def close(self) -> None:
+        self.calls.append(("close",))
+
+
+def test_the_prober_is_told_start_retarget_stop_and_late_results_are_dropped():
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        monitor = HealthMonitor(loop, lambda s: None, prober=Recorder, now=lambda: 0.0)
+        prober = monitor.prober
+        assert isinstance(prober, Recorder)
+        snapshot = _snapshot(CHECK)
+        sid = snapshot.sandboxes[0].id
+        monitor.apply(snapshot)
+        monitor.apply(snapshot)  # nothing changed: nothing said
+        moved = replace(
+            snapshot, endpoints=(replace(snapshot.endpoints[0], ipv4=ip_address("10.5.0.99")),)
+        )
+        monitor.apply(moved)
+        assert prober.calls == [
+            ("start", 1, ("TCP", "80"), "10.5.0.10"),
+            ("retarget", 1, "10.5.0.99"),
+        ]
+        prober.report(1, Result(1.0, 1.0, 0, "ok"))
+        assert monitor.statuses() == {sid: "healthy"}
+        # A changed check starts over under a new key; a result of the old one is late.
+        other = replace(snapshot.sandboxes[0], healthcheck=replace(CHECK, test=("TCP", "81")))
+        monitor.apply(replace(moved, sandboxes=(other,)))
+        assert prober.calls[2:] == [("stop", 1), ("start", 2, ("TCP", "81"), "10.5.0.99")]
+        prober.report(1, Result(2.0, 2.0, 0, "late"))
+        assert monitor.statuses() == {sid: "starting"} and monitor.probes_run == 1
+        prober.report(2, Result(3.0, 3.0, 1, "refused"))
+        assert monitor.statuses() == {sid: "unhealthy"} and monitor.counts() == {"unhealthy": 1}
+        await monitor.close()
+        assert prober.calls[-2:] == [("stop", 2), ("close",)]
 
     asyncio.run(scenario())

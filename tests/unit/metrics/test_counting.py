@@ -8,7 +8,7 @@ from bisect import bisect_left
 from dnslib import QTYPE, RCODE, RR, A, DNSRecord
 from prometheus_client import generate_latest
 
-from dnsd.metrics.collector import Sources, build_registry, repair_kind
+from dnsd.metrics.collector import HealthFacts, Sources, build_registry, repair_kind
 from dnsd.metrics.counters import (
     HOLD_REPLIES,
     LATENCY_BOUNDS,
@@ -162,6 +162,7 @@ def test_exposition_is_valid_for_promtool_and_carries_every_family():
         objects=lambda: {"listeners": 1, "networks": 2, "sandboxes": 1, "endpoints": 1},
         repairs=lambda: ["bridge br0 of network app was missing: recreated"],
         version="9.9",
+        health=lambda: HealthFacts(2, {"healthy": 4, "unhealthy": 3}, 70, 1),
     )
     text = generate_latest(build_registry(sources)).decode()
     checked = subprocess.run(
@@ -187,6 +188,11 @@ def test_exposition_is_valid_for_promtool_and_carries_every_family():
         'dnsd_build{version="9.9"} 1.0',
         "dnsd_query_log_dropped_total 0.0",
         'dnsd_dns_reply_cache_hits_total{network="app"} 1.0',
+        "dnsd_health_fail_open_names 2.0",
+        'dnsd_health_checks{status="unhealthy"} 3.0',
+        'dnsd_health_checks{status="starting"} 0.0',
+        "dnsd_health_probes_total 70.0",
+        "dnsd_health_worker_restarts_total 1.0",
     ):  # fmt: skip
         assert line in text, line
     assert "process_cpu_seconds_total" in text and "python_info" in text
