@@ -180,6 +180,22 @@ class ForwardCache:
         return _render_stale(entry, query)
 
 
+def for_asker(reply: bytes, query: Query) -> bytes:
+    """`reply`, an answer to the same question in another case or with another id, as the
+    answer to `query`: its id, and its question bytes when the reply repeats the question."""
+    question = query.question
+    end = 12 + len(question)
+    ident = query.id.to_bytes(2, "big")
+    name_end = 12 + len(query.qname_wire)
+    if (
+        reply[4:6] == b"\x00\x01"
+        and reply[12:name_end].lower() == query.qname_lower
+        and reply[name_end:end] == question[-4:]
+    ):
+        return ident + reply[2:12] + question + reply[end:]
+    return ident + reply[2:]
+
+
 def _render(entry: _Entry, age: int) -> bytes:
     """reply[2:] with every TTL counted down by `age` seconds (each TTL is at least the
     entry's lifetime and `age` is less, so none reaches 0)."""

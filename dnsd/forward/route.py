@@ -5,10 +5,15 @@ host's), sockets from the sandbox's namespace (else from the daemon's, for the h
 resolvers), SERVFAIL for a sandbox whose listener is gone, and the forward cache in front
 (shared by every sandbox with the same upstream set; a network with `dnsd.dns_cache=false`
 takes its sandboxes out of it).
+
+Identical misses in flight at once (the same cache key, transport and UDP size) are merged:
+one upstream query, and every asker gets the answer with its own id and question case
+(`cache.for_asker`). Sandboxes start the same way, so they tend to ask the same names at once.
 """
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import socket
 import time
@@ -19,15 +24,18 @@ from netcore.model import Sandbox, Snapshot
 from netcore.requests import dns_cache_enabled
 
 from ..core.answer import Forward
-from ..core.wire import PLAIN_UDP_LIMIT, empty_reply
+from ..core.wire import PLAIN_UDP_LIMIT, Query, empty_reply
 from ..core.wire import SERVFAIL as RCODE_SERVFAIL
 from ..sandbox_files.resolvconf import Upstream, sandbox_upstreams
 from ..serve.listeners import SandboxListener, SocketPool
-from .cache import ForwardCache, cache_key
+from .cache import ForwardCache, Key, cache_key, for_asker
 from .forwarder import Forwarder
 
 # (upstreams, cache scope or None when the sandbox does not use the cache)
 Plan = tuple[tuple[Upstream, ...], Hashable | None]
+FlightKey = tuple[Key, bool, int | None]  # (cache key, tcp, the asker's EDNS UDP size)
+ReplyTo = Callable[[bytes], None]
+MAX_JOINED = 1024  # askers waiting on one upstream query; past it they ask on their own
 
 
 class Listeners(Protocol):
@@ -53,6 +61,8 @@ class ForwardRoute:
         self._host_upstreams = host_upstreams
         self._uncached: frozenset[str] = frozenset()
         self._plans: dict[str, Plan] = {}
+        self._flights: dict[FlightKey, list[tuple[Query, ReplyTo]]] = {}
+        self._tasks: set[asyncio.Task[bytes]] = set()
 
     def update(
         self,
@@ -91,17 +101,44 @@ class ForwardRoute:
     ) -> bytes:
         """The reply to a forwarded query. Over UDP the listener asked `cached` already; over
         TCP the cache is looked up here (any size fits)."""
+        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+
+        def reply_to(reply: bytes) -> None:
+            if not future.done():  # the asker may have been cancelled meanwhile
+                future.set_result(reply)
+
+        self.forward_soon(packet, decision, sandbox_id, tcp=tcp, reply_to=reply_to)
+        return await future
+
+    def forward_soon(
+        self, packet: bytes, decision: Forward, sandbox_id: str, *, tcp: bool, reply_to: ReplyTo
+    ) -> None:
+        """Like `forward`, but `reply_to(reply)` is called with the reply (maybe at once).
+        On the event loop's thread."""
+        query = decision.query
         listener = self.listeners.get(sandbox_id)
         if listener is None:  # removed meanwhile: never forward from the daemon's namespace
-            return empty_reply(decision.query, RCODE_SERVFAIL)
+            reply_to(empty_reply(query, RCODE_SERVFAIL))
+            return
         upstreams, scope = self._plans.get(sandbox_id) or self._plan(sandbox_id)
-        query = decision.query
         key = None if scope is None else cache_key(scope, query)
-        if key is not None and tcp:
-            hit = self.cache.lookup(key, query, self.clock())
-            if hit is not None:
-                return hit
-        reply = await self.forwarder.forward(
+        flight: FlightKey | None = None
+        if key is not None:
+            if tcp:
+                hit = self.cache.lookup(key, query, self.clock())
+                if hit is not None:
+                    reply_to(hit)
+                    return
+            flight = (key, tcp, query.edns_size)
+            waiting = self._flights.get(flight)
+            if waiting is not None and len(waiting) < MAX_JOINED:
+                waiting.append((query, reply_to))  # the same question is on its way already
+                return
+            if waiting is None:
+                self._flights[flight] = [(query, reply_to)]
+            else:
+                flight = None  # too many joined: this one goes on its own
+        coro = self.forwarder.forward(
             packet,
             query,
             upstreams,
@@ -109,9 +146,35 @@ class ForwardRoute:
             sandbox_key=sandbox_id,
             sock_factory_for=socket_factory(listener.pool),
         )
-        if key is None or not upstreams:
-            return reply
-        return self.cache.store(key, query, reply, self.clock())
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+
+        def done(task: asyncio.Task[bytes]) -> None:
+            self._tasks.discard(task)
+            if task.cancelled() or task.exception() is not None:  # the loop is closing
+                reply = empty_reply(query, RCODE_SERVFAIL)
+            else:
+                reply = task.result()
+            self._landed(reply, query, key, flight, reply_to, bool(upstreams))
+
+        task.add_done_callback(done)
+
+    def _landed(
+        self,
+        reply: bytes,
+        query: Query,
+        key: Key | None,
+        flight: FlightKey | None,
+        reply_to: ReplyTo,
+        asked: bool,
+    ) -> None:
+        if key is not None and asked:
+            reply = self.cache.store(key, query, reply, self.clock())
+        if flight is None:
+            reply_to(reply)
+            return
+        for asker, answer_to in self._flights.pop(flight, ()):
+            answer_to(reply if asker is query else for_asker(reply, asker))
 
     def _plan(self, sandbox_id: str) -> Plan:
         sandbox = self._sandboxes.get(sandbox_id)
