@@ -190,11 +190,11 @@ async def test_identical_misses_in_flight_are_asked_once_each_answered_as_asked(
     replies = await asyncio.gather(
         *(
             route.forward(p, d, sid, tcp=False)
-            for (p, d), sid in zip(asks, [A_ID, B_ID, A_ID, B_ID])
+            for (p, d), sid in zip(asks, [A_ID, B_ID] * 2, strict=True)
         )
     )
     assert sorted(name for name, _ in slow.asked) == ["ext.example.", "other.example."]
-    for (packet, _), raw in zip(asks, replies):
+    for (packet, _), raw in zip(asks, replies, strict=True):
         reply = DNSRecord.parse(raw)
         asked = DNSRecord.parse(packet)
         assert reply.header.id == asked.header.id
