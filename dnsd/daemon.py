@@ -124,6 +124,7 @@ async def serve(config: DaemonConfig, ready: asyncio.Event | None = None) -> int
     for runner in runners:
         await runner.cleanup()
     await follower.close()
+    forwarder.close()
     if host_dns is not None:
         await host_dns.close()
     store.close()

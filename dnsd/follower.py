@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Callable
 
 from netcore.kernel.base import Kernel
 from netcore.model import Sandbox, Snapshot
@@ -63,6 +64,17 @@ class Follower:
 
     def cached(self, decision: Forward, sandbox_id: str) -> bytes | None:
         return self.route.cached(decision, sandbox_id)
+
+    def forward_soon(
+        self,
+        packet: bytes,
+        decision: Forward,
+        sandbox_id: str,
+        *,
+        tcp: bool,
+        reply_to: Callable[[bytes], None],
+    ) -> None:
+        self.route.forward_soon(packet, decision, sandbox_id, tcp=tcp, reply_to=reply_to)
 
     # --- following the registry (called on engine threads, never on the loop) ---
 

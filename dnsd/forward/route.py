@@ -62,7 +62,6 @@ class ForwardRoute:
         self._uncached: frozenset[str] = frozenset()
         self._plans: dict[str, Plan] = {}
         self._flights: dict[FlightKey, list[tuple[Query, ReplyTo]]] = {}
-        self._tasks: set[asyncio.Task[bytes]] = set()
 
     def update(
         self,
@@ -138,26 +137,15 @@ class ForwardRoute:
                 self._flights[flight] = [(query, reply_to)]
             else:
                 flight = None  # too many joined: this one goes on its own
-        coro = self.forwarder.forward(
+        self.forwarder.start(
             packet,
             query,
             upstreams,
             tcp=tcp,
             sandbox_key=sandbox_id,
             sock_factory_for=socket_factory(listener.pool),
+            done=lambda reply: self._landed(reply, query, key, flight, reply_to, bool(upstreams)),
         )
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-
-        def done(task: asyncio.Task[bytes]) -> None:
-            self._tasks.discard(task)
-            if task.cancelled() or task.exception() is not None:  # the loop is closing
-                reply = empty_reply(query, RCODE_SERVFAIL)
-            else:
-                reply = task.result()
-            self._landed(reply, query, key, flight, reply_to, bool(upstreams))
-
-        task.add_done_callback(done)
 
     def _landed(
         self,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 from ..core.answer import Forward
@@ -22,4 +23,17 @@ class QueryHandler(Protocol):
         self, packet: bytes, decision: Forward, sandbox_id: str, *, tcp: bool
     ) -> bytes:
         """The reply bytes for a query the view does not answer (never raises)."""
+        ...
+
+    def forward_soon(
+        self,
+        packet: bytes,
+        decision: Forward,
+        sandbox_id: str,
+        *,
+        tcp: bool,
+        reply_to: Callable[[bytes], None],
+    ) -> None:
+        """`forward` without a task: `reply_to(reply)` is called with the reply (maybe at
+        once). On the event loop's thread."""
         ...

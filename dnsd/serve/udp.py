@@ -3,8 +3,8 @@
 No asyncio transport: `loop.add_reader` plus recvmmsg/sendmmsg (mmsg.py) reads a batch of
 queries with one system call and sends their answers with another, instead of a callback and
 two system calls per datagram (issue 5's measurements). Works the same on asyncio and uvloop.
-Local answers and the forward cache's hits are sent from the callback; forwards that miss
-the cache become tasks.
+Local answers and the forward cache's hits are sent from the callback; a forward that misses
+the cache is started from it too (`forward_soon`, no task) and answered when its reply comes.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import asyncio
 import logging
 import random
 import socket
+from functools import partial
 from typing import TYPE_CHECKING
 
 from ..core.answer import Forward, Reply, answer
@@ -45,7 +46,6 @@ class UdpServer:
         self._rng = random.Random()
         self._cache = ReplyCache()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self.sock.setblocking(False)
@@ -55,8 +55,6 @@ class UdpServer:
     def close(self) -> None:
         if self._loop is not None:
             self._loop.remove_reader(self.sock.fileno())
-        for task in list(self._tasks):
-            task.cancel()
         self.sock.close()
 
     def _readable(self) -> None:
@@ -101,19 +99,18 @@ class UdpServer:
                 return
 
     def _spawn_forward(self, packet: bytes, decision: Forward, addr: tuple[str, int]) -> None:
-        task = asyncio.ensure_future(self._forward(packet, decision, addr))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self.handler.forward_soon(
+            packet,
+            decision,
+            self.sandbox_id,
+            tcp=False,
+            reply_to=partial(self._send_alone, addr=addr),
+        )
 
     def _send_alone(self, data: bytes, addr: tuple[str, int]) -> None:
+        if self.sock.fileno() == -1:  # closed while the upstream was asked
+            return
         try:
             self.sock.sendto(data, addr)
-        except OSError as exc:
-            log.debug("udp send in %s: %s", self.sandbox_id[:12], exc)
-
-    async def _forward(self, packet: bytes, decision: Forward, addr: object) -> None:
-        reply = await self.handler.forward(packet, decision, self.sandbox_id, tcp=False)
-        try:
-            self.sock.sendto(reply, addr)
         except OSError as exc:
             log.debug("udp send in %s: %s", self.sandbox_id[:12], exc)

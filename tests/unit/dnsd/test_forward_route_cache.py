@@ -42,6 +42,10 @@ class Forwarder:
             reply.add_answer(RR(request.q.qname, QTYPE.A, rdata=A("192.0.2.1"), ttl=60))
         return reply.pack()
 
+    def start(self, packet: bytes, query, upstreams, *, done, **kw: object) -> None:
+        task = asyncio.ensure_future(self.forward(packet, query, upstreams, **kw))
+        task.add_done_callback(lambda task: done(task.result()))
+
 
 class Listener:
     pool = None

@@ -45,6 +45,10 @@ class FakeHandler:
         reply.header.rcode = RCODE.NXDOMAIN
         return reply.pack()
 
+    def forward_soon(self, packet: bytes, decision: Forward, sandbox_id: str, *, tcp, reply_to):
+        task = asyncio.ensure_future(self.forward(packet, decision, sandbox_id, tcp=tcp))
+        task.add_done_callback(lambda task: reply_to(task.result()))
+
 
 @pytest.mark.asyncio
 async def test_udp_batches_local_answers_and_forwards_the_rest():
