@@ -14,7 +14,7 @@ import os
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
@@ -202,7 +202,8 @@ class Engine:
                     f"network {network.name} has active endpoints ({', '.join(names)}): "
                     "disconnect them first"
                 )
-            self.changes.remove(RemoveNetwork(network), [delete(network)])
+            records = [delete(r) for r in self.registry.records_on(network.id)]
+            self.changes.remove(RemoveNetwork(network), [delete(network), *records])
 
     def prune_networks(self) -> list[str]:
         """Remove every unused user-defined network; return their names."""
@@ -343,6 +344,18 @@ class Engine:
             if successor is not None:
                 ops.append(put(successor))
             self.changes.remove(Disconnect(endpoint), ops)
+
+    # --- DNS-only data ---
+
+    def commit_planned(self, plan: Callable[[Registry], Sequence[Put | Delete]]) -> None:
+        """Commit what `plan` decides from the registry, under the engine's lock.
+
+        For data without kernel work (DNS records): the check and the commit see one state.
+        """
+        with self._lock:
+            ops = plan(self.registry)
+            if ops:
+                self.registry.commit(ops)
 
     # --- reconcile ---
 

@@ -130,6 +130,27 @@ class Endpoint:
     vtep: str = ""  # overlay networks: the underlay address of the host it lives on
 
 
+RecordType = Literal["A", "AAAA", "CNAME", "SRV", "TXT"]
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """A DNS record of a network that is not a sandbox (a VIP, a host service, an outside
+    database): answered to the network's sandboxes like their names.
+
+    `value` is the rdata in zone-file form, canonical (see dnsd.core.rdata); `ttl` None means
+    the network's `dns_ttl`.
+    """
+
+    id: str  # 64 hex, derived from (network, name, type, value): one record, one id
+    network_id: str
+    name: str  # a DNS name without the trailing dot, as given
+    type: RecordType
+    value: str
+    ttl: int | None = None
+    created: str = ""
+
+
 @dataclass(frozen=True, slots=True)
 class Snapshot:
     """Everything the registry knows, at one revision: what DNS and nft read."""
@@ -138,6 +159,7 @@ class Snapshot:
     networks: tuple[Network, ...] = ()
     sandboxes: tuple[Sandbox, ...] = ()
     endpoints: tuple[Endpoint, ...] = field(default=())
+    records: tuple[Record, ...] = ()
 
 
 # --- (de)serialisation for the store: plain JSON types only ---
@@ -237,6 +259,11 @@ def endpoint_from_dict(d: dict[str, Any]) -> Endpoint:
     kw["aliases"] = tuple(kw.get("aliases", ()))
     kw["links"] = _pairs(kw.get("links", ()))
     return Endpoint(**kw)
+
+
+def record_from_dict(d: dict[str, Any]) -> Record:
+    known = {f.name for f in fields(Record)}
+    return Record(**{k: v for k, v in d.items() if k in known})
 
 
 def remote_endpoint_from_dict(d: dict[str, Any]) -> tuple[Endpoint, Sandbox]:

@@ -23,10 +23,12 @@ from .intents import decode as intent_from_dict
 from .model import (
     Endpoint,
     Network,
+    Record,
     Sandbox,
     Snapshot,
     endpoint_from_dict,
     network_from_dict,
+    record_from_dict,
     remote_endpoint_from_dict,
     sandbox_from_dict,
     to_dict,
@@ -36,15 +38,22 @@ from .store.base import Delete, Op, Put, Store
 log = logging.getLogger(__name__)
 
 
-def put(obj: Network | Sandbox | Endpoint) -> Put:
+Model = Network | Sandbox | Endpoint | Record
+_KIND_OF: dict[type, str] = {
+    Network: "network",
+    Sandbox: "sandbox",
+    Endpoint: "endpoint",
+    Record: "record",
+}
+
+
+def put(obj: Model) -> Put:
     """The store operation that records a model object."""
-    kind = {Network: "network", Sandbox: "sandbox", Endpoint: "endpoint"}[type(obj)]
-    return Put(kind, obj.id, to_dict(obj))
+    return Put(_KIND_OF[type(obj)], obj.id, to_dict(obj))
 
 
-def delete(obj: Network | Sandbox | Endpoint) -> Delete:
-    kind = {Network: "network", Sandbox: "sandbox", Endpoint: "endpoint"}[type(obj)]
-    return Delete(kind, obj.id)
+def delete(obj: Model) -> Delete:
+    return Delete(_KIND_OF[type(obj)], obj.id)
 
 
 Listener = Callable[[Snapshot], None]
@@ -54,6 +63,7 @@ _DECODERS: dict[str, tuple[str, Callable[[dict[str, Any]], Any]]] = {
     "network": ("networks", network_from_dict),
     "sandbox": ("sandboxes", sandbox_from_dict),
     "endpoint": ("endpoints", endpoint_from_dict),
+    "record": ("records", record_from_dict),
     "intent": ("intents", intent_from_dict),
     "meta": ("meta", dict),
     "remote_endpoint": ("remote_endpoints", remote_endpoint_from_dict),
@@ -69,6 +79,7 @@ class Registry:
         self.networks: dict[str, Network] = {}
         self.sandboxes: dict[str, Sandbox] = {}
         self.endpoints: dict[str, Endpoint] = {}
+        self.records: dict[str, Record] = {}  # DNS records that are not sandboxes
         self.intents: dict[str, Intent] = {}  # changes in flight (see intents.py)
         self.meta: dict[str, dict[str, Any]] = {}
         self.remote_endpoints: dict[str, tuple[Endpoint, Sandbox]] = {}
@@ -181,6 +192,9 @@ class Registry:
                             key=lambda e: (e.sandbox_id, e.ifname),
                         )
                     ),
+                    records=tuple(
+                        sorted(self.records.values(), key=lambda r: (r.network_id, r.id))
+                    ),
                 )
             return self._snapshot
 
@@ -215,6 +229,9 @@ class Registry:
             if e.network_id == network_id and e.sandbox_id == sandbox_id:
                 return e
         return None
+
+    def records_on(self, network_id: str) -> list[Record]:
+        return [r for r in self.records.values() if r.network_id == network_id]
 
     def joiners_of(self, sandbox_id: str) -> list[Sandbox]:
         """Sandboxes in `container:<sandbox>` mode on this one."""

@@ -24,6 +24,7 @@ OPT_BRIDGE_MTU = OPT_PREFIX + "mtu"
 OPT_INTERNAL = "com.docker.network.internal"
 OPT_DNS_TTL = "dnsd.dns_ttl"
 OPT_DNS_CACHE = "dnsd.dns_cache"  # false: this network's sandboxes bypass the forward cache
+OPT_HOST_NAMES = "dnsd.host_names"  # false: no host.docker.internal on the network
 OPT_IFNAME = "com.docker.network.endpoint.ifname"  # an endpoint DriverOpt (Docker 26+)
 
 
@@ -76,6 +77,8 @@ class NetworkRequest:
             _bool_option(options[OPT_DNS_CACHE], OPT_DNS_CACHE)  # kept in `options`, checked here
         if OPT_DNS_TTL in options:
             kw["dns_ttl"] = _int_option(options[OPT_DNS_TTL], OPT_DNS_TTL, 0, 2**31 - 1)
+        if OPT_HOST_NAMES in options:
+            _bool_option(options[OPT_HOST_NAMES], OPT_HOST_NAMES)  # kept in `options`, checked here
         req = cls(
             name=name,
             options=tuple(sorted(options.items())),
@@ -226,6 +229,13 @@ def dns_cache_enabled(options: tuple[tuple[str, str], ...]) -> bool:
     """A network's `dnsd.dns_cache` option (default true)."""
     value = dict(options).get(OPT_DNS_CACHE)
     return True if value is None else _bool_option(value, OPT_DNS_CACHE)
+
+
+def host_names_enabled(options: tuple[tuple[str, str], ...]) -> bool:
+    """A network's `dnsd.host_names` option (default true): host.docker.internal and
+    host.containers.internal answer its gateway."""
+    value = dict(options).get(OPT_HOST_NAMES)
+    return True if value is None else _bool_option(value, OPT_HOST_NAMES)
 
 
 def _bool_option(value: str, key: str) -> bool:

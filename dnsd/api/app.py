@@ -16,6 +16,7 @@ from netcore.engine import Engine
 from netcore.errors import Conflict
 
 from . import handlers_networks as networks
+from . import handlers_records as records
 from . import handlers_sandboxes as sandboxes
 from .middleware import Handler, auth_middleware, error_middleware, reply, version_middleware
 from .openapi import build_document
@@ -33,6 +34,9 @@ ROUTES: tuple[tuple[str, str, Handler], ...] = (
     ("DELETE", "/networks/{ref}", networks.remove_network),
     ("POST", "/networks/{ref}/connect", networks.connect),
     ("POST", "/networks/{ref}/disconnect", networks.disconnect),
+    ("POST", "/networks/{ref}/records", records.add_record),
+    ("GET", "/networks/{ref}/records", records.list_records),
+    ("DELETE", "/networks/{ref}/records/{name}/{type}", records.remove_record),
     ("POST", "/sandboxes", sandboxes.create_sandbox),
     ("GET", "/sandboxes", sandboxes.list_sandboxes),
     ("GET", "/sandboxes/{ref}", sandboxes.inspect_sandbox),

@@ -177,6 +177,21 @@ class ApiClient:
         body = {"Container": sandbox, "Force": force}
         self.request("POST", f"/networks/{_quote(network)}/disconnect", body)
 
+    def records(self, network: str) -> list[dict[str, Any]]:
+        return self.request("GET", f"/networks/{_quote(network)}/records")
+
+    def add_record(
+        self, network: str, name: str, type_: str, value: str, *, ttl: int | None = None
+    ) -> dict[str, Any]:
+        body = {"Name": name, "Type": type_, "Value": value, "TTL": ttl}
+        return self.request("POST", f"/networks/{_quote(network)}/records", body)
+
+    def remove_record(
+        self, network: str, name: str, type_: str, *, value: str | None = None
+    ) -> None:
+        path = f"/networks/{_quote(network)}/records/{_quote(name)}/{_quote(type_)}"
+        self.request("DELETE", path, query={"value": value} if value is not None else None)
+
     def prune_networks(self, filters: Mapping[str, list[str]] | None = None) -> list[str]:
         answer = self.request("POST", "/networks/prune", query=_filters(filters))
         return list(answer.get("NetworksDeleted") or [])

@@ -30,6 +30,7 @@ from .commands import (
     remove_each,
     show_each,
 )
+from .records import cmd_record_add, cmd_record_ls, cmd_record_rm
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
@@ -146,6 +147,24 @@ def _add_network(sub: Any, conn: argparse.ArgumentParser, fmt: argparse.Argument
     _command(
         net, "prune", cmd_network_prune, [conn, fmt], "remove every unused network",
         filters, ("--force", "-f", {**FLAG, "help": "do not ask"}),
+    )  # fmt: skip
+    _add_record(net, conn, fmt)
+
+
+def _add_record(net: Any, conn: argparse.ArgumentParser, fmt: argparse.ArgumentParser) -> None:
+    rec = net.add_parser("record", help="DNS records of a network that are not sandboxes")
+    rec = rec.add_subparsers(dest="record_action", required=True)
+    _command(
+        rec, "add", cmd_record_add, [conn, fmt], "add a record (answered as NAME and NAME.NETWORK)",
+        ("network",), ("name",), ("type", {"metavar": "TYPE", "help": "A, AAAA, CNAME, SRV, TXT"}),
+        ("value", {"help": "zone-file rdata: 10.0.0.5, db.example., '10 5 5432 db.example.', "
+                           "'\"v=1\"'"}),
+        ("--ttl", {"type": int, "metavar": "SECONDS", "help": "default: the network's"}),
+    )  # fmt: skip
+    _command(rec, "ls", cmd_record_ls, [conn, fmt], "list a network's records", ("network",))
+    _command(
+        rec, "rm", cmd_record_rm, [conn], "remove the records of a name and type",
+        ("network",), ("name",), ("type",), ("--value", {"help": "only the record of this value"}),
     )  # fmt: skip
 
 

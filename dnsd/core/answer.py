@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from . import wire
 from .view import RecordSet, SandboxZone, ZoneView
 from .wire import MalformedQuery, Query
+from .zone_records import Chain
 
 _SINGLE_LABEL_EMPTY_TYPES = (wire.TYPE_A, wire.TYPE_AAAA)  # Docker rule 10 (rows U03-U05)
 
@@ -65,6 +66,8 @@ def answer(
         # The name is ours but has no record of this type: NODATA, never forwarded, or the
         # client might get an upstream NXDOMAIN for a name whose A exists (Docker T10-T17).
         return Reply(wire.empty_reply(query))
+    if records.__class__ is Chain:  # a CNAME (RFC 1034 4.3.2): the chain, then the target's
+        return Reply(_records_reply(query, records.records, tcp, rng, records.head))
     return Reply(_records_reply(query, records, tcp, rng))
 
 
@@ -79,7 +82,9 @@ def _not_ours(query: Query, zone: SandboxZone) -> Decision:
     return Forward(query)
 
 
-def _records_reply(query: Query, records: RecordSet, tcp: bool, rng: random.Random) -> bytes:
+def _records_reply(
+    query: Query, records: RecordSet, tcp: bool, rng: random.Random, head: RecordSet = ()
+) -> bytes:
     flags = query.flags
     if flags & wire.FLAG_OPCODE:  # NOTIFY: RD and CD are not copied (miekg/dns, row M07)
         flags = wire.FLAG_QR | wire.FLAG_RA | (flags & wire.FLAG_OPCODE)
@@ -91,6 +96,9 @@ def _records_reply(query: Query, records: RecordSet, tcp: bool, rng: random.Rand
         shuffled = list(records)
         rng.shuffle(shuffled)  # every reader starts at a different member (rows L07, B01)
         records = tuple(shuffled)
+        body = b"".join(records)
+    if head:  # the CNAME chain comes first, in order
+        records = head + records
         body = b"".join(records)
     edns_size = query.edns_size
     if edns_size is None:

@@ -12,13 +12,12 @@ from __future__ import annotations
 from collections import defaultdict
 from types import MappingProxyType
 
-from netcore.model import Endpoint, Network, Sandbox, Snapshot
+from netcore.model import Endpoint, Network, Record, Sandbox, Snapshot
 
-from . import wire
+from .rdata import TYPE_CNAME
 from .view import (
     _MAX_TTL,
     NameTable,
-    RecordSet,
     ZoneView,
     _merge,
     _pack_table,
@@ -27,6 +26,7 @@ from .view import (
     endpoint_records,
     index_snapshot,
 )
+from .zone_records import Statics, link_cnames, network_statics, overlay, pack_node
 
 
 class _NetworkTable:
@@ -40,13 +40,31 @@ class _NetworkTable:
         self.raw: dict[bytes, dict[int, set[bytes]]] = {}
         self.table: NameTable = MappingProxyType({})
         self.version = 0
+        self.records: tuple[Record, ...] | None = None  # None: statics not built yet
+        self.statics: Statics = {}  # records and host names, laid over `raw`
+        self.cnames: dict[bytes, dict] = {}  # names with a CNAME, unlinked
+
+    def set_records(self, records: tuple[Record, ...]) -> set[bytes]:
+        """Take the network's records; the names whose statics changed."""
+        if records == self.records:
+            return set()
+        statics = network_statics(self.network, records)
+        changed = {
+            key
+            for key in self.statics.keys() | statics.keys()
+            if self.statics.get(key) != statics.get(key)
+        }
+        self.records, self.statics = records, statics
+        return changed
 
     def update(
         self,
         endpoints: list[Endpoint],
         sandboxes: dict[str, Sandbox],
         joiners: dict[str, list[Sandbox]],
+        records: tuple[Record, ...] = (),
     ) -> None:
+        touched: set[bytes] = self.set_records(records)
         fresh: dict[str, tuple[object, _Raw]] = {}
         gone: list[tuple[str, _Raw]] = []  # contributions to unindex
         came: list[tuple[str, _Raw]] = []  # contributions to index
@@ -64,9 +82,8 @@ class _NetworkTable:
             if old is not None:
                 gone.append((endpoint.id, old[1]))
         gone += [(eid, old[1]) for eid, old in self.contributions.items() if eid not in fresh]
-        if not gone and not came:
+        if not gone and not came and not touched:
             return  # nothing changed: the same table object, the same version
-        touched: set[bytes] = set()
         for endpoint_id, records in gone:
             touched.update(records)
             for name in records:
@@ -84,16 +101,31 @@ class _NetworkTable:
                     merged.setdefault(rtype, set()).update(rdatas)
             if merged:
                 self.raw[name] = merged
-                table[name] = {rtype: self._pack(rtype, rdatas) for rtype, rdatas in merged.items()}
             else:
                 self.raw.pop(name, None)
                 self.owners.pop(name, None)
+            node = self._pack(name, merged)
+            if node:
+                table[name] = node
+            else:
                 table.pop(name, None)
+            if TYPE_CNAME in node:
+                self.cnames[name] = node
+            else:
+                self.cnames.pop(name, None)
+        if self.cnames:  # a target's records may have changed: link every CNAME again
+            link_cnames(table, self.cnames)
         self.table = MappingProxyType(table)
         self.version += 1
 
-    def _pack(self, rtype: int, rdatas: set[bytes]) -> RecordSet:
-        return tuple(wire.pack_rr(rtype, self.ttl, rdata) for rdata in sorted(rdatas))
+    def _pack(self, name: bytes, sandbox_records: dict[int, set[bytes]]) -> dict:
+        types = {rtype: (rdatas, self.ttl) for rtype, rdatas in sandbox_records.items()}
+        static = self.statics.get(name)
+        if static:
+            merged = {name: types}
+            overlay(merged, {name: static})
+            types = merged[name]
+        return pack_node(types) if types else {}
 
 
 class ViewBuilder:
@@ -110,7 +142,8 @@ class ViewBuilder:
             state = self._networks.get(nid)
             if state is None or state.network != index.networks[nid]:
                 state = _NetworkTable(index.networks[nid])  # renamed, new TTL...: from scratch
-            state.update(endpoints, index.sandboxes, index.joiners)
+            records = tuple(index.records_by_network.get(nid, ()))
+            state.update(endpoints, index.sandboxes, index.joiners, records)
             tables[nid] = state
         self._networks = tables
         merged: dict[frozenset[str], tuple[tuple[tuple[int, int], ...], NameTable]] = {}
@@ -123,7 +156,10 @@ class ViewBuilder:
             cached = merged.get(network_ids) or self._merged.get(network_ids)
             if cached is None or cached[0] != versions:
                 parts = [(tables[n].raw, tables[n].network.dns_ttl) for n in members]
-                cached = (versions, _pack_table(_merge(parts), {}))
+                records = _merge(parts)
+                for n in members:
+                    overlay(records, tables[n].statics)
+                cached = (versions, _pack_table(records, {}))
             merged[network_ids] = cached
             return cached[1]
 

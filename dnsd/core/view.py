@@ -10,18 +10,20 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from netcore.errors import InvalidArgument
-from netcore.model import Endpoint, Network, Sandbox, Snapshot
+from netcore.model import Endpoint, Network, Record, Sandbox, Snapshot
 
 from . import wire
+from .zone_records import cname_bases, link_cnames, network_statics, overlay, pack_node
 
 # Pre-packed answer records of one (name, type), in canonical order (sorted by rdata): the
 # answer shuffles a copy, so the oracle can reproduce it with the same seeded rng.
 RecordSet = tuple[bytes, ...]
-# Lower-cased wire name -> {qtype: records}. The inner dicts are never mutated after build.
+# Lower-cased wire name -> {qtype: records}. The inner dicts are never mutated after build; a
+# name with a CNAME has a `zone_records.CnameNode`, whose values are `Chain`s.
 NameTable = Mapping[bytes, dict[int, RecordSet]]
 
 _VALID_NDOTS = re.compile(r"ndots:[0-9]+")  # same rule as dnsd.sandbox_files.resolvconf
@@ -62,13 +64,20 @@ def build_view(snapshot: Snapshot, *, host_explicit_ndots: bool = False) -> Zone
         nid: _network_records(index.networks[nid], eps, index.sandboxes, index.joiners)
         for nid, eps in index.endpoints_by_network.items()
     }
+    statics = {
+        nid: network_statics(index.networks[nid], index.records_by_network.get(nid, ()))
+        for nid in per_network
+    }
     interned: dict[bytes, bytes] = {}
     tables: dict[frozenset[str], NameTable] = {}
 
     def table_for(network_ids: frozenset[str]) -> NameTable:
         table = tables.get(network_ids)
         if table is None:
-            records = _merge([per_network[nid] for nid in sorted(network_ids)])
+            members = sorted(network_ids)
+            records = _merge([per_network[nid] for nid in members])
+            for nid in members:
+                overlay(records, statics[nid])
             table = tables[network_ids] = _pack_table(records, interned)
         return table
 
@@ -85,6 +94,7 @@ class SnapshotIndex:
     networks_by_sandbox: dict[str, set[str]]
     roots: dict[str, Sandbox | None]
     joiners: dict[str, list[Sandbox]]
+    records_by_network: dict[str, list[Record]] = field(default_factory=dict)
 
 
 def index_snapshot(snapshot: Snapshot) -> SnapshotIndex:
@@ -101,8 +111,17 @@ def index_snapshot(snapshot: Snapshot) -> SnapshotIndex:
     for sid, root in roots.items():
         if root is not None and root.id != sid:
             joiners[root.id].append(sandboxes[sid])
+    records_by_network: dict[str, list[Record]] = defaultdict(list)
+    for record in snapshot.records:
+        records_by_network[record.network_id].append(record)
     return SnapshotIndex(
-        networks, sandboxes, endpoints_by_network, networks_by_sandbox, roots, joiners
+        networks,
+        sandboxes,
+        endpoints_by_network,
+        networks_by_sandbox,
+        roots,
+        joiners,
+        records_by_network,
     )
 
 
@@ -263,14 +282,8 @@ def _pack_table(
 ) -> NameTable:
     # Interning shares identical keys and records between the tables of overlapping network
     # sets: with many sets, memory then grows with the distinct records, not with the sets.
-    table: dict[bytes, dict[int, RecordSet]] = {}
-    for key, types in merged.items():
-        node: dict[int, RecordSet] = {}
-        for rtype, (rdatas, ttl) in types.items():
-            ttl = max(0, min(ttl, _MAX_TTL))
-            node[rtype] = tuple(
-                interned.setdefault(rr, rr)
-                for rr in (wire.pack_rr(rtype, ttl, rdata) for rdata in sorted(rdatas))
-            )
-        table[interned.setdefault(key, key)] = node
+    table: dict[bytes, dict[int, RecordSet]] = {
+        interned.setdefault(key, key): pack_node(types, interned) for key, types in merged.items()
+    }
+    link_cnames(table, cname_bases(table))
     return MappingProxyType(table)

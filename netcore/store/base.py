@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 # The kinds the registry keeps. `intent` records are the write-ahead log of kernel changes.
-KINDS = ("network", "sandbox", "endpoint", "intent", "meta")
+KINDS = ("network", "sandbox", "endpoint", "record", "intent", "meta")
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,11 +12,14 @@ headers are built from the query's bitmap.
 from __future__ import annotations
 
 import functools
+import ipaddress
 import random
 import re
+from collections.abc import Callable
 
 from dnslib import (
     AAAA,
+    CNAME,
     EDNS0,
     PTR,
     QTYPE,
@@ -34,16 +37,36 @@ from dnslib.label import DNSBuffer, DNSLabel
 from dnsd.core.answer import DROP, Decision, Forward, Reply
 from dnsd.core.view import ZoneView
 from dnsd.core.wire import Query
-from netcore.model import Endpoint, Network, Sandbox, Snapshot
+from netcore.model import Endpoint, Network, Record, Sandbox, Snapshot
 
 _LIMIT_PLAIN, _LIMIT_TCP, _OUR_EDNS = 512, 65535, 1232
 _FORMERR, _SERVFAIL, _NOTIMP = 1, 2, 4
 _NDOTS = re.compile(r"ndots:[0-9]+")
+_HOST_NAMES = ("host.docker.internal", "host.containers.internal")
+_MAX_CHAIN = 8
 
 
 class _UncompressedPTR(PTR):
     def pack(self, buffer: DNSBuffer) -> None:
         buffer.encode_name_nocompress(self.label)
+
+
+class _UncompressedCNAME(CNAME):
+    def pack(self, buffer: DNSBuffer) -> None:
+        buffer.encode_name_nocompress(self.label)
+
+
+class _OwnedRR(RR):
+    """A record owned by a CNAME target: its owner name written out, not compressed."""
+
+    def pack(self, buffer: DNSBuffer) -> None:
+        buffer.encode_name_nocompress(self.rname)
+        buffer.pack("!HHI", self.rtype, self.rclass, self.ttl)
+        length_at = buffer.offset
+        buffer.pack("!H", 0)
+        start = buffer.offset
+        self.rdata.pack(buffer)
+        buffer.update(length_at, "!H", buffer.offset - start)
 
 
 def answer_slow(
@@ -134,6 +157,34 @@ def _decide(
         return Forward(query)
     asked = tuple(label.lower() for label in question.qname.label)
     roots = {s.id: _root(s, sandboxes) for s in snapshot.sandboxes}
+
+    def lookup(name: tuple[bytes, ...]) -> _Found:
+        return _lookup(name, mine, snapshot, sandboxes, roots)
+
+    found = lookup(asked)
+    if QTYPE.CNAME in found and query.qtype != QTYPE.CNAME:
+        return Reply(_chain(query, question, found, lookup, tcp, rng))
+    if query.qtype in found:
+        return Reply(_records(query, question, found[query.qtype], tcp, rng))
+    if found:
+        return Reply(_empty(query, question, 0))
+    options = root.dns_options
+    ndots = host_ndots if options is None else any(_NDOTS.fullmatch(o) for o in options)
+    if ndots and query.qtype in (QTYPE.A, QTYPE.AAAA) and len(asked) == 1:
+        return Reply(_empty(query, question, 0))
+    if all(net.internal for net in mine):
+        return Reply(_empty(query, question, _SERVFAIL))
+    return Forward(query)
+
+
+def _lookup(
+    asked: tuple[bytes, ...],
+    mine: list[Network],
+    snapshot: Snapshot,
+    sandboxes: dict[str, Sandbox],
+    roots: dict[str, Sandbox | None],
+) -> _Found:
+    """Every record of `asked` on the asker's networks, a CNAME beside other data dropped."""
     found: _Found = {}
     for net in mine:
         for ep in snapshot.endpoints:
@@ -148,17 +199,76 @@ def _decide(
             for address in (ep.ipv4, ep.ipv6):
                 if target and address is not None and _labels(address.reverse_pointer) == asked:
                     _found(found, QTYPE.PTR, _UncompressedPTR(target), net.dns_ttl)
-    if query.qtype in found:
-        return Reply(_records(query, question, found[query.qtype], tcp, rng))
-    if found:
-        return Reply(_empty(query, question, 0))
-    options = root.dns_options
-    ndots = host_ndots if options is None else any(_NDOTS.fullmatch(o) for o in options)
-    if ndots and query.qtype in (QTYPE.A, QTYPE.AAAA) and len(asked) == 1:
-        return Reply(_empty(query, question, 0))
-    if all(net.internal for net in mine):
-        return Reply(_empty(query, question, _SERVFAIL))
-    return Forward(query)
+        if any(e.network_id == net.id for e in snapshot.endpoints):
+            records = [r for r in snapshot.records if r.network_id == net.id]
+            _collect_records(found, asked, net, records)
+    cnames = found.get(QTYPE.CNAME)
+    if cnames and len(found) > 1:
+        del found[QTYPE.CNAME]
+    elif cnames:  # one CNAME per name: the smallest target, with the RRset's TTL
+        ttl = min(entry[2] for entry in cnames)
+        found[QTYPE.CNAME] = [(*min(cnames, key=lambda entry: entry[0])[:2], ttl)]
+    return found
+
+
+def _collect_records(
+    found: _Found, asked: tuple[bytes, ...], net: Network, records: list[Record]
+) -> None:
+    """A network's records (read by dnslib's zone parser) and its host names."""
+    taken = set()
+    for record in records:
+        parsed = RR.fromZone(f"x 0 IN {record.type} {record.value}")[0]
+        rdata = parsed.rdata
+        if parsed.rtype == QTYPE.CNAME:
+            rdata = _UncompressedCNAME(rdata.label)
+        ttl = net.dns_ttl if record.ttl is None else record.ttl
+        names = (_strip_dot(record.name), f"{_strip_dot(record.name)}.{net.name}")
+        taken |= {_labels(name) for name in names}
+        if asked in {_labels(name) for name in names}:
+            _found(found, parsed.rtype, rdata, ttl)
+        if parsed.rtype in (QTYPE.A, QTYPE.AAAA):
+            address = ipaddress.ip_address(record.value)
+            subnets = [net.ipv4.subnet, *([net.ipv6.subnet] if net.ipv6 else [])]
+            inside = any(address in subnet for subnet in subnets)
+            if inside and _labels(names[1]) and _labels(address.reverse_pointer) == asked:
+                ptr = _UncompressedPTR(DNSLabel([p.encode() for p in names[1].split(".")]))
+                _found(found, QTYPE.PTR, ptr, ttl)
+    off = dict(net.options).get("dnsd.host_names", "").lower() in ("false", "0", "no", "off")
+    if off or asked not in {_labels(name) for name in _HOST_NAMES} or asked in taken:
+        return
+    _found(found, QTYPE.A, A(str(net.ipv4.gateway)), net.dns_ttl)
+    if net.ipv6 is not None:
+        _found(found, QTYPE.AAAA, AAAA(str(net.ipv6.gateway)), net.dns_ttl)
+
+
+def _chain(
+    query: Query,
+    question: DNSQuestion,
+    found: _Found,
+    lookup: Callable[[tuple[bytes, ...]], _Found],
+    tcp: bool,
+    rng: random.Random,
+) -> bytes:
+    """RFC 1034 4.3.2: the CNAME, the CNAMEs it leads to, then the target's records."""
+    _, rdata, ttl = found[QTYPE.CNAME][0]
+    head = [RR(question.qname, QTYPE.CNAME, 1, ttl, rdata)]
+    seen = {tuple(label.lower() for label in question.qname.label)}
+    target = rdata.label
+    entries: list[tuple[bytes, RD, int]] = []
+    while len(head) <= _MAX_CHAIN:
+        name = tuple(label.lower() for label in target.label)
+        if name in seen:
+            break
+        seen.add(name)
+        there = lookup(name)
+        if QTYPE.CNAME in there:
+            _, rdata, ttl = there[QTYPE.CNAME][0]
+            head.append(_OwnedRR(target, QTYPE.CNAME, 1, ttl, rdata))
+            target = rdata.label
+            continue
+        entries = there.get(query.qtype, [])
+        break
+    return _records(query, question, entries, tcp, rng, head=head, owner=target)
 
 
 def _root(sandbox: Sandbox, sandboxes: dict[str, Sandbox]) -> Sandbox | None:
@@ -253,13 +363,20 @@ def _records(
     entries: list[tuple[bytes, RD, int]],
     tcp: bool,
     rng: random.Random,
+    head: list[RR] | None = None,
+    owner: DNSLabel | None = None,
 ) -> bytes:
-    ttl = max(0, min(min(entry[2] for entry in entries), 2**31 - 1))
-    unique = {packed: rdata for packed, rdata, _ in entries}
-    rdatas = [unique[packed] for packed in sorted(unique)]
-    if len(rdatas) > 1:
-        rng.shuffle(rdatas)
-    rrs = [RR(question.qname, query.qtype, 1, ttl, rdata) for rdata in rdatas]
+    rrs: list[RR] = list(head or [])
+    if entries:
+        ttl = max(0, min(min(entry[2] for entry in entries), 2**31 - 1))
+        unique = {packed: rdata for packed, rdata, _ in entries}
+        rdatas = [unique[packed] for packed in sorted(unique)]
+        if len(rdatas) > 1:
+            rng.shuffle(rdatas)
+        if owner is None:
+            rrs += [RR(question.qname, query.qtype, 1, ttl, rdata) for rdata in rdatas]
+        else:
+            rrs += [_OwnedRR(owner, query.qtype, 1, ttl, rdata) for rdata in rdatas]
     record = _with_opt(DNSRecord(_reply_header(query, 0), [question], rrs), query)
     if tcp:
         limit = _LIMIT_TCP

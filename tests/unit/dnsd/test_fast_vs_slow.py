@@ -12,14 +12,18 @@ rdata, we skip it).
 
 from __future__ import annotations
 
+import ipaddress
 import random
 import struct
+from dataclasses import replace
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dnsd.core import answer, build_view
-from netcore.model import PortBinding, Snapshot
+from netcore.errors import InvalidArgument
+from netcore.model import PortBinding, Record, Snapshot
+from netcore.names import validate_dns_name
 from tests.oracle.slow import answer_slow
 from tests.support import snapshots as build
 
@@ -27,6 +31,17 @@ NAME_POOL = ["web", "Web", "db", "api", "x-1", "svc_a", "a.b", "web.", "bad..nam
 NET_POOL = ["netA", "NETA", "netB", "internal", "v6", "my.net", "x"]
 SUBNET_POOL = ["10.1.0.0/24", "10.2.0.0/24", "10.1.0.0/24", "172.30.0.0/16"]  # dupes: overlap
 QTYPES = [1, 28, 12, 33, 15, 16, 255, 5, 2, 6, 13]
+# Records that are not sandboxes: names that clash with sandboxes and with each other, CNAMEs
+# to local names, outside names, each other and themselves (chains and loops).
+RECORD_NAMES = ["db", "web", "c1", "c2", "c3", "_pg._tcp.db", "host.docker.internal", "api"]
+CNAME_TARGETS = ["db.", "Web.", "c2.", "c3.", "c1.", "web.netA.", "far.example.", "big."]
+RECORD_VALUES = {
+    "A": ["10.1.0.77", "10.2.0.9", "192.0.2.1"],
+    "AAAA": ["fd00:0::77", "2001:db8::1"],
+    "CNAME": CNAME_TARGETS,
+    "SRV": ["10 5 5432 db.", "0 0 80 Web.netA.", "1 1 1 far.example."],
+    "TXT": ['"v=1"', '"a b" "c"', '"q\\"x" "\\001"'],
+}
 LONG_LABEL = "l" * 70  # not a DNS label: must be skipped by both sides
 
 labels_text = st.from_regex(r"[a-z0-9][a-z0-9_-]{0,8}", fullmatch=True)
@@ -46,9 +61,17 @@ def snapshots(draw: st.DrawFn) -> Snapshot:
         name = draw(st.sampled_from(NET_POOL))
         internal = draw(st.booleans())
         ttl = draw(st.sampled_from([0, 5, 30, 600]))
+        host_names = draw(st.sampled_from([(), (), (("dnsd.host_names", "false"),)]))
         networks.append(
             build.network(
-                _id("ee", index), name, f"br{index}", subnet, v6=v6, internal=internal, dns_ttl=ttl
+                _id("ee", index),
+                name,
+                f"br{index}",
+                subnet,
+                v6=v6,
+                internal=internal,
+                dns_ttl=ttl,
+                options=host_names,
             )
         )
     count = draw(st.integers(1, 7))
@@ -120,7 +143,45 @@ def snapshots(draw: st.DrawFn) -> Snapshot:
         endpoints.append(
             build.endpoint("e8".ljust(64, "0"), networks[0], "gone", 1, host_ifname="v", mac="m")
         )
-    return build.snapshot(networks, sandboxes, endpoints, revision=7)
+    records = []
+    for index in range(draw(st.sampled_from([0, 4, 8, 12]))):
+        rtype = draw(st.sampled_from(sorted(RECORD_VALUES)))
+        records.append(
+            Record(
+                id=_id("4e", index),
+                network_id=draw(st.sampled_from(networks)).id,
+                name=draw(st.sampled_from(RECORD_NAMES)),
+                type=rtype,
+                value=draw(st.sampled_from(RECORD_VALUES[rtype])),
+                ttl=draw(st.sampled_from([None, None, 0, 7, 300])),
+            )
+        )
+    if draw(st.booleans()):  # a kit on one network: a chain to local data, a loop, outside
+        kit = [
+            ("c1", "CNAME", "C2."),
+            ("c2", "CNAME", "tgt."),
+            ("tgt", "A", "10.1.0.78"),
+            ("tgt", "TXT", '"t"'),
+            ("_x._tcp.tgt", "SRV", "1 2 3 tgt."),
+            ("srv", "CNAME", "_x._tcp.tgt."),
+            ("loop", "CNAME", "loop."),
+            ("out", "CNAME", "far.example."),
+        ]
+        if _valid_name(sandboxes[0].name):  # the API takes only valid targets
+            kit.append(("tosandbox", "CNAME", f"{sandboxes[0].name.rstrip('.')}."))
+        net = draw(st.sampled_from(networks))
+        for index, (name, rtype, value) in enumerate(kit):
+            records.append(Record(_id("4f", index), net.id, name, rtype, value))  # type: ignore[arg-type]
+    snapshot = build.snapshot(networks, sandboxes, endpoints, revision=7)
+    return replace(snapshot, records=tuple(records))
+
+
+def _valid_name(name: str) -> bool:
+    try:
+        validate_dns_name(name, "Value")
+    except InvalidArgument:
+        return False
+    return True
 
 
 def _candidate_names(snapshot: Snapshot) -> dict[str, list[str]]:
@@ -143,6 +204,15 @@ def _candidate_names(snapshot: Snapshot) -> dict[str, list[str]]:
         ]
         names["reverse"] += [a.reverse_pointer for a in (ep.ipv4, ep.ipv6) if a is not None]
     names["reverse"] += [net.ipv4.gateway.reverse_pointer for net in snapshot.networks]
+    names["record"] = ["host.docker.internal", "HOST.containers.internal", "far.example"]
+    names["record"] += ["c1", "srv", "tosandbox", "out", "loop"] * 3  # the kit's CNAMEs
+    for record in snapshot.records:
+        names["record"] += [
+            record.name,
+            *(f"{record.name}.{net.name}" for net in snapshot.networks),
+        ]
+        if record.type in ("A", "AAAA"):
+            names["reverse"].append(ipaddress.ip_address(record.value).reverse_pointer)
     return names
 
 
@@ -154,12 +224,18 @@ def _wire_name(name: str) -> bytes | None:
     return wire if len(wire) <= 255 else None
 
 
-KIND_TYPES = {"forward": [1, 1, 1, 28], "reverse": [12], "srv": [33]}
+KIND_TYPES = {
+    "forward": [1, 1, 1, 28],
+    "reverse": [12],
+    "srv": [33],
+    "record": [1, 1, 28, 5, 16, 33],
+}
 
 
 def random_query(rnd: random.Random, names: dict[str, list[str]]) -> bytes:
     """A query, mostly well-formed and about a name of the snapshot, sometimes not."""
-    kind = rnd.choice(["forward"] * 6 + ["reverse", "reverse", "srv", "srv"])
+    kinds = ["forward"] * 6 + ["reverse", "reverse", "srv", "srv"]
+    kind = rnd.choice(kinds + ["record"] * 8 if len(names.get("record", ())) > 3 else kinds)
     if kind == "forward" and rnd.random() < 0.1:
         return _finish(rnd, b"\x03BiG\x00", rnd.choice([1, 1, 28]))
     name = "".join(c.upper() if rnd.random() < 0.3 else c for c in rnd.choice(names[kind]))
