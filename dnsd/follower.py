@@ -23,6 +23,7 @@ from .core.incremental import ViewBuilder
 from .core.view import ZoneView
 from .forward.cache import ForwardCache
 from .forward.forwarder import Forwarder
+from .forward.hits import HitTable
 from .forward.route import ForwardRoute, cache_opt_outs
 from .sandbox_files.writer import SandboxFilesWriter
 from .serve.listener_set import ListenerSet, wanted_listeners
@@ -62,8 +63,11 @@ class Follower:
     ) -> bytes:
         return await self.route.forward(packet, decision, sandbox_id, tcp=tcp)
 
-    def cached(self, decision: Forward, sandbox_id: str) -> bytes | None:
-        return self.route.cached(decision, sandbox_id)
+    def cached(self, decision: Forward, sandbox_id: str, packet: bytes = b"") -> bytes | None:
+        return self.route.cached(decision, sandbox_id, packet)
+
+    def hit_table(self, sandbox_id: str, view: ZoneView) -> HitTable | None:
+        return self.route.hit_table(sandbox_id, view)
 
     def forward_soon(
         self,

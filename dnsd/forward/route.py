@@ -30,6 +30,7 @@ from ..sandbox_files.resolvconf import Upstream, sandbox_upstreams
 from ..serve.listeners import SandboxListener, SocketPool
 from .cache import ForwardCache, Key, cache_key, for_asker
 from .forwarder import Forwarder
+from .hits import HitTable
 
 # (upstreams, cache scope or None when the sandbox does not use the cache)
 Plan = tuple[tuple[Upstream, ...], Hashable | None]
@@ -62,6 +63,8 @@ class ForwardRoute:
         self._uncached: frozenset[str] = frozenset()
         self._plans: dict[str, Plan] = {}
         self._flights: dict[FlightKey, list[tuple[Query, ReplyTo]]] = {}
+        self._tables: dict[str, HitTable] = {}
+        self._generation = 0  # bumped by `update`: the hit tables start again
 
     def update(
         self,
@@ -77,23 +80,44 @@ class ForwardRoute:
         self._host_upstreams = host_upstreams
         self._uncached = uncached
         self._plans = {}
+        self._generation += 1
+        self._tables = {sid: t for sid, t in self._tables.items() if sid in sandboxes}
         if self.cache.enabled and len(self.cache):
             scopes = {scope for _, scope in map(self._plan, sandboxes) if scope is not None}
             if scopes != {scope for _, scope in old.values() if scope is not None}:
                 self.cache.retain(scopes)
 
-    def cached(self, decision: Forward, sandbox_id: str) -> bytes | None:
+    def cached(self, decision: Forward, sandbox_id: str, packet: bytes = b"") -> bytes | None:
         """The cached answer for a UDP query, or None (then `forward` it). No await: the
-        listener answers hits from its receive loop, like local names."""
+        listener answers hits from its receive loop, like local names. Given the `packet`,
+        a hit is remembered in the sandbox's `hit_table`."""
         scope = self._plans.get(sandbox_id) or self._plan(sandbox_id)
         if scope[1] is None:
             return None
         query = decision.query
-        reply = self.cache.lookup(cache_key(scope[1], query), query, self.clock())
+        key = cache_key(scope[1], query)
+        reply = self.cache.lookup(key, query, self.clock())
         if reply is None:
             return None
         size = query.edns_size or 0
-        return reply if len(reply) <= max(size, PLAIN_UDP_LIMIT) else None
+        if len(reply) > max(size, PLAIN_UDP_LIMIT):
+            return None
+        table = self._tables.get(sandbox_id) if packet else None
+        if table is not None:
+            entry = self.cache.entry(key)
+            if entry is not None:  # a stale one is put too, and never answered from the table
+                table.put(bytes(packet[2:]), entry, query.question)
+        return reply
+
+    def hit_table(self, sandbox_id: str, view: object) -> HitTable | None:
+        """The sandbox's table of cache hits by query bytes, valid for `view` (see
+        `forward.hits`); None when its queries do not use the cache."""
+        if not self.cache.enabled:
+            return None
+        table = self._tables.get(sandbox_id)
+        if table is None:
+            table = self._tables[sandbox_id] = HitTable(self.cache, self.clock)
+        return table.valid_for(view, self._generation)
 
     async def forward(
         self, packet: bytes, decision: Forward, sandbox_id: str, *, tcp: bool

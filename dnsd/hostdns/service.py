@@ -99,8 +99,11 @@ class HostDns:
     def view(self) -> ZoneView:
         return self._host.view
 
-    def cached(self, decision: Forward, sandbox_id: str) -> bytes | None:
+    def cached(self, decision: Forward, sandbox_id: str, packet: bytes = b"") -> bytes | None:
         """Nothing is cached for the host: it never forwards."""
+        return None
+
+    def hit_table(self, sandbox_id: str, view: ZoneView) -> None:
         return None
 
     async def forward(

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from ..core.answer import Forward
 from ..core.view import ZoneView
+
+if TYPE_CHECKING:
+    from ..forward.hits import HitTable
 
 
 class QueryHandler(Protocol):
@@ -15,8 +18,13 @@ class QueryHandler(Protocol):
         """The current zone view (swapped atomically on every registry change)."""
         ...
 
-    def cached(self, decision: Forward, sandbox_id: str) -> bytes | None:
-        """The forward cache's answer for a UDP query, or None (then `forward` it)."""
+    def cached(self, decision: Forward, sandbox_id: str, packet: bytes = b"") -> bytes | None:
+        """The forward cache's answer for a UDP query, or None (then `forward` it); given the
+        `packet`, a hit is remembered in the listener's `hit_table`."""
+        ...
+
+    def hit_table(self, sandbox_id: str, view: ZoneView) -> HitTable | None:
+        """The forward cache's hits of a listener by query bytes (`forward.hits`), or None."""
         ...
 
     async def forward(

@@ -38,6 +38,10 @@ def shared_batch() -> Batch:
     return _batch
 
 
+def _nothing(_key: bytes) -> None:
+    return None
+
+
 class UdpServer:
     def __init__(self, sock: socket.socket, sandbox_id: str, handler: QueryHandler) -> None:
         self.sock = sock
@@ -62,6 +66,8 @@ class UdpServer:
         sid, rng = self.sandbox_id, self._rng
         view = self.handler.view
         remembered = cache.entries(view).get  # the hot path: one slice, one lookup
+        hits = self.handler.hit_table(sid, view)
+        hit = hits.get if hits is not None else _nothing  # the forward cache's, the same way
         forward_cached = self.handler.cached
         queue_reply, flush = batch.queue_reply, batch.flush
         for _ in range(ROUNDS):
@@ -72,7 +78,10 @@ class UdpServer:
                 return
             queued = 0
             for index, packet in enumerate(packets):
-                body = remembered(packet[2:])
+                key = packet[2:]
+                body = remembered(key)
+                if body is None:
+                    body = hit(key)
                 if body is not None:
                     reply = packet[:2] + body
                 else:
@@ -81,7 +90,7 @@ class UdpServer:
                         reply = decision.data
                         cache.put(packet, reply, view)
                     elif type(decision) is Forward:
-                        reply = forward_cached(decision, sid)  # a hit costs no task either
+                        reply = forward_cached(decision, sid, packet)  # no task either
                         if reply is None:
                             self._spawn_forward(packet, decision, batch.sender(index))
                             continue

@@ -35,7 +35,10 @@ class FakeHandler:
         self.forwarded: list[bytes] = []
         self.hits: dict[bytes, bytes] = {}  # qname_lower -> cached reply (id replaced)
 
-    def cached(self, decision: Forward, sandbox_id: str) -> bytes | None:
+    def hit_table(self, sandbox_id: str, view: object) -> None:
+        return None
+
+    def cached(self, decision: Forward, sandbox_id: str, packet: bytes = b"") -> bytes | None:
         reply = self.hits.get(decision.query.qname_lower)
         return None if reply is None else decision.query.id.to_bytes(2, "big") + reply[2:]
 
