@@ -190,9 +190,11 @@ def test_dns_redirect_answers_from_port_53_and_leaves_53_free(ns: str) -> None:
     assert before["udp"] is None and before["tcp"] is None  # control: only the DNAT routes it
     for _ in range(2):
         CLI.apply(render_dns_redirect(udp_port, tcp_port), netns=path(ns))
-    assert len(listed_rules(ns, "ip dnsd-dns output")) == 2
+    assert len(listed_rules(ns, "ip dnsd-dns output")) == 1  # TCP's DNAT
+    assert len(listed_rules(ns, "ip dnsd-dns udp_stateless")) == 2  # UDP both ways, notrack
     after = dns_probe(ns, udp_port, tcp_port)
-    # No SNAT rule needed: conntrack rewrites the replies' source back to 127.0.0.11:53.
+    # No SNAT rule needed: conntrack rewrites TCP replies' source back to 127.0.0.11:53, and
+    # the stateless rule UDP replies' source port.
     assert after == {
         "udp": ["answer:query", ["127.0.0.11", 53]],
         "tcp": ["tcp-answer", ["127.0.0.11", 53]],
