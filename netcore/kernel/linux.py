@@ -22,6 +22,7 @@ from pyroute2 import IPRoute
 from ..errors import NetlinkError, VanishedNamespace
 from ..model import Network
 from ..nft.apply import NftCli
+from ..nft.inproc import NftLib
 from ..nft.redirect import render_dns_redirect, render_dns_redirect_teardown
 from . import netns, vxlan
 from .base import AttachSpec, HostLinks, NetnsWorker
@@ -195,16 +196,16 @@ class LinuxKernel:
         return netns.NamespaceWorker(netns_path)
 
     def apply_dns_redirect(self, worker: NetnsWorker, udp_port: int, tcp_port: int) -> None:
-        # nft forked by a thread inside the namespace starts there: no nsenter exec.
+        # In-process libnftables on a thread inside the namespace (~1 ms), else nft forked by
+        # that thread, which starts there too: no nsenter exec either way.
         script = render_dns_redirect(udp_port, tcp_port)
-        worker.call(lambda: NftCli().apply(script))
+        worker.call(lambda: _apply_here(script))
 
     def remove_dns_redirect(self, netns_path: str, worker: NetnsWorker | None = None) -> None:
         script = render_dns_redirect_teardown()
         if worker is None:
-            NftCli().apply(script, netns=netns_path)
-        else:
-            worker.call(lambda: NftCli().apply(script))
+            worker = netns.NamespaceWorker(netns_path)
+        worker.call(lambda: _apply_here(script))
 
     # --- overlays ---
 
@@ -280,3 +281,12 @@ def _gratuitous_arp(sock: socket.socket, ifname: str, mac: str, ip: ipaddress.IP
         # Closing a bound packet socket waits for an RCU grace period (~10 ms): not on the
         # connect path.
         threading.Thread(target=sock.close, name="close-arp", daemon=True).start()
+
+
+def _apply_here(script: str) -> None:
+    """Apply an nft script in the calling thread's namespace."""
+    lib = NftLib.load()
+    if lib is None:
+        NftCli().apply(script)
+    else:
+        lib.apply_here(script)

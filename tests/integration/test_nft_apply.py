@@ -352,3 +352,32 @@ def test_published_port_via_localhost_host_address_and_hairpin() -> None:
         assert world.connect("host", "127.0.0.1", 8081, timeout=0.5).startswith("FAIL")
         world.apply([])  # unpublished: gone
         assert world.connect("host", "127.0.0.1", 8080, timeout=0.5).startswith("FAIL")
+
+
+# --- in-process libnftables (issue 13: no fork and exec per sandbox namespace) ---
+
+
+def test_libnftables_applies_in_the_workers_namespace_only(ns: str) -> None:
+    from netcore.kernel.linux import LinuxKernel
+    from netcore.kernel.netns import NamespaceWorker
+    from netcore.nft.inproc import NftLib
+
+    assert NftLib.load() is not None, "libnftables.so.1 (package libnftables1) is missing"
+    own_before = sh("nft", "list", "tables")
+    worker = NamespaceWorker(path(ns))
+    LinuxKernel().apply_dns_redirect(worker, 40053, 40054)
+    assert len(listed_rules(ns, "ip dnsd-dns udp_stateless")) == 2
+    assert sh("nft", "list", "tables") == own_before  # nothing in the daemon's namespace
+    LinuxKernel().remove_dns_redirect(path(ns), worker)
+    assert "ip dnsd-dns" not in tables(ns)
+
+
+def test_libnftables_refusal_names_the_failing_line(ns: str) -> None:
+    from netcore.kernel.netns import NamespaceWorker
+    from netcore.nft.inproc import NftLib
+
+    lib = NftLib.load()
+    assert lib is not None
+    with pytest.raises(NftError, match=r"(?s)sandbox.s namespace.*line 3: add rule inet dnsd-bad"):
+        NamespaceWorker(path(ns)).call(lambda: lib.apply_here(BAD.format(rule="frobnicate")))
+    assert "inet dnsd-bad" not in tables(ns)  # one transaction: nothing of it applied
