@@ -44,6 +44,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--duration", type=float, help="seconds per dnsperf run (default 4)")
     p.add_argument("--sandboxes", type=int, help="sandboxes on one daemon (default 1000)")
     p.add_argument("--samples", type=int, help="network creates / connects timed (default 200)")
+    p.add_argument(
+        "--dnsd-arg",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="extra `dnsd serve` argument for the dns part, e.g. --dnsd-arg=--no-metrics",
+    )
     p.add_argument("--results-dir", type=Path, default=RESULTS_DIR, help="where to write")
     p.add_argument("--render", type=Path, metavar="JSON", help="print the table of a past run")
     args = p.parse_args(argv)
@@ -63,7 +70,7 @@ def options(args: argparse.Namespace) -> tuple[dns.DnsOptions, scale.ScaleOption
         common["rounds"] = args.rounds
     if args.duration is not None:
         common["duration_s"] = args.duration
-    dns_opts = dataclasses.replace(dns_opts, **common)
+    dns_opts = dataclasses.replace(dns_opts, **common, daemon_args=tuple(args.dnsd_arg))
     extra = {k: getattr(args, k) for k in ("sandboxes", "samples") if getattr(args, k)}
     return dns_opts, dataclasses.replace(scale_opts, **common, **extra)
 

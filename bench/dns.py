@@ -43,6 +43,7 @@ class DnsOptions:
     tcp_many_per_connection: int = 10
     new_names: int = 300_000  # per run of "every name new": more than any server answers in it
     cache_names: int = 1_000_000  # distinct names through the forward cache (its RSS bound)
+    daemon_args: tuple[str, ...] = ()  # extra `dnsd serve` flags (e.g. --no-metrics)
 
 
 Log = Callable[[str], None]
@@ -63,7 +64,7 @@ def _run(
 ) -> dict:
     forwarded = {f"f{i}.fwd.test": f"198.51.100.{100 + i % 150}" for i in range(opts.forwarded)}
     start_quiet_upstream(lab, UPSTREAM, forwarded)
-    lab.start_daemon()
+    lab.start_daemon(*opts.daemon_args)
     lab.network(NETWORK, IPAM={"Config": [{"Subnet": SUBNET}]})
     log(f"creating {opts.sandboxes} sandboxes with {opts.aliases} aliases each")
     records = _populate(lab, opts)

@@ -26,7 +26,14 @@ from .follower import Follower
 from .forward.forwarder import Forwarder
 from .forward.health import UpstreamHealth
 from .hostdns.service import HostDns, HostDnsConfig
+from .metrics.collector import build_registry
+from .metrics.counters import ApiStats, StatsBook
+from .metrics.exposition import metrics_app
+from .metrics.querylog import QueryLog
 from .sandbox_files.host import host_file_stamp
+from .sdnotify import notify
+from .statedir import StateDirLock, remove_store, store_exists
+from .status import DaemonStatus
 
 log = logging.getLogger("dnsd")
 
@@ -54,9 +61,20 @@ def run(config: DaemonConfig) -> int:
 
 
 async def serve(config: DaemonConfig, ready: asyncio.Event | None = None) -> int:
+    # One daemon per state directory; a second one on the same socket stops here too, before
+    # it touches the store or the kernel.
+    lock = StateDirLock(config.state_dir)
+    lock.acquire()
+    try:
+        claim_socket_path(config.api_socket)
+        return await _serve(config, ready, fresh=not store_exists(config.state_dir))
+    finally:
+        lock.release()
+
+
+async def _serve(config: DaemonConfig, ready: asyncio.Event | None, fresh: bool) -> int:
     loop = asyncio.get_running_loop()
     host_config = HostDnsConfig.from_daemon(config)  # bad --host-dns: exit 1 before any work
-    os.makedirs(config.state_dir, mode=0o700, exist_ok=True)
     store = await asyncio.to_thread(open_store, config.store_url, config.cluster)
     kernel = LinuxKernel()
     registry = Registry(store)
@@ -78,24 +96,47 @@ async def serve(config: DaemonConfig, ready: asyncio.Event | None = None) -> int
         max_inflight=config.max_inflight,
         rate_limit=rate,
     )
-    follower = Follower(loop, config, forwarder, kernel)
+    query_log = (
+        QueryLog(config.query_log, int(config.query_log_max_mb * 1024 * 1024))
+        if config.query_log
+        else None
+    )
+    book = StatsBook(query_log) if config.metrics else None
+    follower = Follower(loop, config, forwarder, kernel, stats_book=book)
     registry.subscribe(follower.on_snapshot)
     engine.first_connect_hooks.append(follower.prepare_listener)
     if isinstance(store, SharedStore):  # several hosts: overlays, and the others' changes
         registry.subscribe(OverlayProgrammer(kernel).on_snapshot)
         store.follow(registry.apply_remote)
-    # A second daemon on the same socket stops here, before it touches the kernel; the API
-    # answers (and /_ping says ready) only once the kernel and the listeners are back.
-    claim_socket_path(config.api_socket)
-    await asyncio.to_thread(engine.start)
+    # The API answers (and /_ping says ready) only once the kernel and the listeners are back.
+    try:
+        await asyncio.to_thread(engine.start)
+    except BaseException:
+        store.close()
+        if fresh:  # nothing was ever stored: leave no empty state.db behind
+            remove_store(config.state_dir)
+        raise
     await asyncio.to_thread(follower.on_snapshot, registry.snapshot(), force=True)
     await asyncio.to_thread(follower.clear_stale_redirects)
     host_dns = await _start_host_dns(host_config, registry) if host_config.enabled else None
-    runners = [await start_unix(create_app(engine, version=__version__), config.api_socket)]
+    if query_log is not None:
+        query_log.sandbox_name = follower.sandbox_name
+        query_log.start()
+    status = DaemonStatus(config, engine, follower, forwarder, query_log)
+    api_stats = ApiStats()
+    metrics = (
+        build_registry(status.sources(book, api_stats, __version__)) if book is not None else None
+    )
+    app_options = {"status": status, "metrics_registry": metrics, "api_stats": api_stats}
+    app = create_app(engine, version=__version__, **app_options)
+    runners = [await start_unix(app, config.api_socket)]
     if config.api_tcp:
         host, _, port = config.api_tcp.rpartition(":")
-        app = create_app(engine, token=config.api_token, version=__version__)
+        app = create_app(engine, token=config.api_token, version=__version__, **app_options)
         runners.append(await start_tcp(app, host.strip("[]") or "127.0.0.1", int(port)))
+    if config.metrics_listen and metrics is not None:
+        host, _, port = config.metrics_listen.rpartition(":")
+        runners.append(await start_tcp(metrics_app(metrics), host.strip("[]"), int(port)))
 
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -117,8 +158,10 @@ async def serve(config: DaemonConfig, ready: asyncio.Event | None = None) -> int
     )
     if ready is not None:
         ready.set()
+    notify(f"READY=1\nSTATUS=serving {len(follower.listeners)} sandboxes\nMAINPID={os.getpid()}")
     await stop.wait()
     log.info("dnsd stopping")
+    notify("STOPPING=1")
     for task in tasks:
         task.cancel()
     for runner in runners:
@@ -127,6 +170,8 @@ async def serve(config: DaemonConfig, ready: asyncio.Event | None = None) -> int
     forwarder.close()
     if host_dns is not None:
         await host_dns.close()
+    if query_log is not None:
+        await asyncio.to_thread(query_log.close)
     store.close()
     kernel.close()
     with contextlib.suppress(OSError):

@@ -25,6 +25,7 @@ from .forward.cache import ForwardCache
 from .forward.forwarder import Forwarder
 from .forward.hits import HitTable
 from .forward.route import ForwardRoute, cache_opt_outs
+from .metrics.counters import StatsBook, primary_networks
 from .sandbox_files.writer import SandboxFilesWriter
 from .serve.listener_set import ListenerSet, wanted_listeners
 
@@ -36,9 +37,13 @@ class Follower:
         config: DaemonConfig,
         forwarder: Forwarder,
         kernel: Kernel,
+        stats_book: StatsBook | None = None,
     ) -> None:
         self.files = SandboxFilesWriter(config)
-        self.listeners = ListenerSet(loop, kernel, self, on_stopped=forwarder.forget)
+        self.stats_book = stats_book
+        self.listeners = ListenerSet(
+            loop, kernel, self, on_stopped=forwarder.forget, stats_book=stats_book
+        )
         cache = ForwardCache(
             config.cache_size,
             max_ttl=config.cache_max_ttl,
@@ -62,6 +67,15 @@ class Follower:
         self, packet: bytes, decision: Forward, sandbox_id: str, *, tcp: bool
     ) -> bytes:
         return await self.route.forward(packet, decision, sandbox_id, tcp=tcp)
+
+    def sandbox_name(self, sandbox_id: str) -> str:
+        """The name of a sandbox (its short id once it is gone); thread: any."""
+        sandbox = self._sandboxes.get(sandbox_id)
+        return sandbox.name if sandbox is not None else sandbox_id[:12]
+
+    @property
+    def snapshot(self) -> Snapshot:
+        return self._snapshot
 
     def cached(self, decision: Forward, sandbox_id: str, packet: bytes = b"") -> bytes | None:
         return self.route.cached(decision, sandbox_id, packet)
@@ -92,6 +106,8 @@ class Follower:
             host = self.files.host
             self.route.update(sandboxes, host.upstreams, cache_opt_outs(snapshot))
             self._view = self._views.build(snapshot, host_explicit_ndots=host.explicit_ndots)
+            if self.stats_book is not None:
+                self.stats_book.follow(primary_networks(snapshot))
             self.listeners.reconcile(wanted_listeners(snapshot, sandboxes))
             self.files.write(snapshot, sandboxes)
 

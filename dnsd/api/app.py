@@ -11,13 +11,18 @@ import socket
 import stat
 
 from aiohttp import web
+from prometheus_client import CollectorRegistry
 
 from netcore.engine import Engine
 from netcore.errors import Conflict
 
+from ..metrics.counters import ApiStats
+from ..metrics.exposition import METRICS_KEY, metrics
 from . import handlers_networks as networks
 from . import handlers_records as records
 from . import handlers_sandboxes as sandboxes
+from .access import access_middleware
+from .info import STATUS_KEY, StatusSource, info_shape
 from .middleware import Handler, auth_middleware, error_middleware, reply, version_middleware
 from .openapi import build_document
 from .shapes import API_VERSION, MIN_API_VERSION, version_shape
@@ -57,6 +62,14 @@ async def version(request: web.Request) -> web.Response:
     return reply(version_shape(request.app[DAEMON_VERSION_KEY]))
 
 
+async def info(request: web.Request) -> web.Response:
+    """GET /info: Docker's shape, dnsd's own facts under `Dnsd`."""
+    source = request.app.get(STATUS_KEY)
+    facts = source() if source is not None else {}
+    engine = networks.engine_of(request)
+    return reply(info_shape(engine, request.app[DAEMON_VERSION_KEY], facts))
+
+
 async def openapi(request: web.Request) -> web.Response:
     """GET /openapi.json: the document of this API."""
     return reply(build_document(request.app[DAEMON_VERSION_KEY]))
@@ -76,14 +89,27 @@ def all_routes() -> list[tuple[str, str, Handler]]:
         ("GET", "/_ping", ping),
         ("HEAD", "/_ping", ping),
         ("GET", "/version", version),
+        ("GET", "/info", info),
+        ("GET", "/metrics", metrics),
         ("GET", "/openapi.json", openapi),
         *ROUTES,
     ]
 
 
-def create_app(engine: Engine, *, token: str | None = None, version: str) -> web.Application:
-    """The aiohttp application over `engine`; with `token`, every request needs it."""
-    middlewares = [error_middleware]
+def create_app(
+    engine: Engine,
+    *,
+    token: str | None = None,
+    version: str,
+    status: StatusSource | None = None,
+    metrics_registry: CollectorRegistry | None = None,
+    api_stats: ApiStats | None = None,
+) -> web.Application:
+    """The aiohttp application over `engine`; with `token`, every request needs it.
+
+    `status` adds the running daemon's facts to `/info`, `metrics_registry` is what `/metrics`
+    exposes (503 without), `api_stats` counts requests by route and status."""
+    middlewares = [access_middleware(api_stats), error_middleware]
     if token is not None:
         if not token:
             raise ValueError("an API token must not be empty")
@@ -92,6 +118,10 @@ def create_app(engine: Engine, *, token: str | None = None, version: str) -> web
     app = web.Application(middlewares=middlewares)
     app[networks.ENGINE_KEY] = engine
     app[DAEMON_VERSION_KEY] = version
+    if status is not None:
+        app[STATUS_KEY] = status
+    if metrics_registry is not None:
+        app[METRICS_KEY] = metrics_registry
     for method, path, handler in all_routes():
         for prefix in ("", VERSION_PREFIX):
             app.router.add_route(method, prefix + path, handler)

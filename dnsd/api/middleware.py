@@ -17,6 +17,8 @@ from aiohttp import web
 
 from netcore.errors import Conflict, ErrorKind, NetcoreError
 
+from .unsupported import unsupported_message
+
 log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -71,6 +73,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if exc.status < 400:
             raise
         # aiohttp's own answers (unknown path, wrong method, body too large) in Docker's shape.
+        if exc.status == 404 and (unsupported := unsupported_message(request.path)):
+            return error_response(501, unsupported)
         message = "page not found" if exc.status == 404 else exc.reason
         response = error_response(exc.status, message)
         if "Allow" in exc.headers:  # 405 says which methods would work

@@ -26,16 +26,20 @@ def serve_config(args: argparse.Namespace) -> DaemonConfig:
     """The daemon's configuration from `dnsd serve` flags."""
     if args.api_tcp is not None:
         host_port(args.api_tcp, "--api-tcp")
-        if not args.api_token:
+        if not (args.api_token or os.environ.get("DNSD_API_TOKEN")):
             raise UsageError(
                 "--api-tcp needs --api-token: a TCP listener without a token would let anyone "
                 "who reaches the port change the host's networking"
             )
+    if args.metrics_listen is not None:
+        host_port(args.metrics_listen, "--metrics-listen")
+    if args.no_metrics and (args.metrics_listen or args.query_log):
+        raise UsageError("--no-metrics turns counting off: drop --metrics-listen and --query-log")
     return DaemonConfig(
         state_dir=args.state_dir,
         api_socket=args.api_socket,
         api_tcp=args.api_tcp,
-        api_token=args.api_token,
+        api_token=args.api_token or os.environ.get("DNSD_API_TOKEN"),
         upstreams=tuple(_upstream(u) for u in args.upstream),
         host_resolv_conf=args.host_resolv_conf,
         log_level=args.log_level,
@@ -47,6 +51,10 @@ def serve_config(args: argparse.Namespace) -> DaemonConfig:
         if args.forward_rate is None
         else _positive(args.forward_rate, "--forward-rate"),
         reconcile_interval_s=_positive(args.reconcile_interval, "--reconcile-interval"),
+        metrics=not args.no_metrics,
+        metrics_listen=args.metrics_listen,
+        query_log=args.query_log,
+        query_log_max_mb=_positive(args.query_log_max_mb, "--query-log-max-mb"),
         cache_size=_at_least_zero(args.cache_size, "--cache-size"),
         cache_max_ttl=_at_least_zero(args.cache_max_ttl, "--cache-max-ttl"),
         cache_max_negative_ttl=_at_least_zero(

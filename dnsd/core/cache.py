@@ -28,6 +28,9 @@ class ReplyCache:
         self._entries: dict[bytes, bytes] = {}
         self._view: ZoneView | None = None
 
+    def __len__(self) -> int:
+        return len(self._entries)
+
     def get(self, packet: bytes, view: ZoneView) -> bytes | None:
         """The remembered reply to `packet` under `view`, with the packet's id; or None."""
         body = self.entries(view).get(packet[2:])

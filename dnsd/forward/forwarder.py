@@ -33,6 +33,8 @@ from collections.abc import Callable, Sequence
 from netcore.errors import InvalidArgument
 
 from ..core.wire import REFUSED, SERVFAIL, Query, forward_error_reply
+from ..metrics.answered import answered_by
+from ..metrics.counters import UpstreamStats
 from .client import SockFactory
 from .deadlines import Deadlines
 from .health import UpstreamHealth, UpstreamLike
@@ -118,6 +120,11 @@ class Forwarder:
         self.pools = UdpPools()  # connected sockets to the upstreams, per namespace
         self._deadlines: Deadlines | None = None
         self._deadlines_loop: asyncio.AbstractEventLoop | None = None
+        self.stats = UpstreamStats()  # read by the metrics collector
+
+    def inflight_total(self) -> int:
+        """Forwards of every sandbox currently waiting on upstreams."""
+        return sum(self._inflight.values())
 
     def inflight(self, sandbox_key: str) -> int:
         """Forwards of this sandbox currently waiting on upstreams."""
@@ -144,22 +151,25 @@ class Forwarder:
     ) -> bytes:
         """The reply to relay to the client for `packet`; never raises for upstream trouble.
         `start` as a coroutine (cancelling it stops asking)."""
-        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[tuple[bytes, str | None]] = loop.create_future()
 
         def done(reply: bytes) -> None:
-            if not future.done():
-                future.set_result(reply)
+            if not future.done():  # `answered_by` is set while `done` runs: carry it over
+                future.set_result((reply, answered_by.get()))
 
         race = self.start(
             packet, query, upstreams, tcp=tcp, sandbox_key=sandbox_key,
             sock_factory_for=sock_factory_for, done=done,
         )  # fmt: skip
         try:
-            return await future
+            reply, upstream = await future
         except asyncio.CancelledError:
             if race is not None:
                 race.cancel()
             raise
+        answered_by.set(upstream)  # for the caller's query log, as if answered in this task
+        return reply
 
     def start(
         self,
@@ -228,6 +238,7 @@ class Forwarder:
 
     def _admit(self, sandbox_key: str, now: float) -> bool:
         if self._inflight.get(sandbox_key, 0) >= self.max_inflight:
+            self.stats.refused["inflight"] += 1
             self._throttle.warn(
                 ("inflight", sandbox_key),
                 now,
@@ -248,6 +259,7 @@ class Forwarder:
             bucket = self._buckets[sandbox_key] = _TokenBucket(burst, now)
         if bucket.take(now, qps, burst):
             return True
+        self.stats.refused["rate"] += 1
         self._throttle.warn(
             ("rate", sandbox_key),
             now,

@@ -17,6 +17,8 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from ..core.wire import FLAG_AA, NXDOMAIN, RCODE_MASK, REFUSED, SERVFAIL, Query, forward_error_reply
+from ..metrics.answered import answered_by
+from ..metrics.counters import upstream_labels
 from .client import SockFactory, UpstreamError, UpstreamTimeout, describe, exchange
 from .deadlines import Deadlines, Entry
 from .health import UpstreamLike, health_key
@@ -42,10 +44,12 @@ def try_slot(deadline_s: float, remaining_s: float) -> float:
 
 
 class _Try:
-    __slots__ = ("failure_recorded", "handle", "slot_end", "upstream")
+    __slots__ = ("failure_recorded", "handle", "key", "slot_end", "started", "upstream")
 
-    def __init__(self, upstream: UpstreamLike, slot_end: float) -> None:
+    def __init__(self, upstream: UpstreamLike, started: float, slot_end: float) -> None:
         self.upstream = upstream
+        self.key = health_key(upstream)
+        self.started = started
         self.slot_end = slot_end
         self.failure_recorded = False
         self.handle: object = None  # Pending (UDP) or Task (TCP)
@@ -55,6 +59,7 @@ class Race:
     """Started by `Forwarder.start`; calls `done(reply)` exactly once unless `cancel`led."""
 
     __slots__ = (
+        "_answered_by",
         "_candidates",
         "_deadline",
         "_done",
@@ -100,6 +105,7 @@ class Race:
         self._next_start = now
         self._tries: list[_Try] = []
         self._last_reply: bytes | None = None
+        self._answered_by: str | None = None  # the server whose reply is relayed (query log)
         self._wake: Entry | None = None
         self._advance(now)
 
@@ -136,7 +142,8 @@ class Race:
             return
 
     def _launch(self, upstream: UpstreamLike, now: float) -> None:
-        attempt = _Try(upstream, self._next_start)
+        attempt = _Try(upstream, now, self._next_start)
+        self._forwarder.stats.ask(attempt.key)
         if self._tcp:
             task = self._loop.create_task(
                 exchange(
@@ -175,6 +182,7 @@ class Race:
                 # Silent for its whole slot: ask it last next time, even if it answers late.
                 attempt.failure_recorded = True
                 self._forwarder.health.record_failure(attempt.upstream, now)
+                self._forwarder.stats.fail(attempt.key)
         self._advance(now)
 
     def _replied(self, attempt: _Try, reply: bytes) -> None:
@@ -183,6 +191,8 @@ class Race:
         now = self._loop.time()
         self._tries.remove(attempt)
         self._forwarder.health.record_success(attempt.upstream, now)
+        self._forwarder.stats.answer(attempt.key, reply, now - attempt.started)
+        self._answered_by = upstream_labels(attempt.key)[0]
         if not needs_next_server(reply):
             self._finish(reply, now)
             return
@@ -209,10 +219,12 @@ class Race:
 
     def _note_failure(self, attempt: _Try, error: Exception, now: float) -> None:
         forwarder = self._forwarder
-        key = health_key(attempt.upstream)
+        key = attempt.key
         if isinstance(error, UpstreamError):
             if not attempt.failure_recorded:
+                attempt.failure_recorded = True
                 forwarder.health.record_failure(attempt.upstream, now)
+                forwarder.stats.fail(key)
             forwarder.warn(("upstream", key), now, "forward: %s", error)
             return
         # A bug must cost one try, not the client's answer.
@@ -241,7 +253,16 @@ class Race:
         self._stop()
         if reply is None:
             reply = self._last_reply
-        done(reply if reply is not None else forward_error_reply(self._query, SERVFAIL))
+        if reply is None:
+            self._answered_by = None
+            reply = forward_error_reply(self._query, SERVFAIL)
+        # Read by whoever `done` hands the reply to (the listener's query log), then unset:
+        # the callbacks run in a context that outlives this query.
+        token = answered_by.set(self._answered_by)
+        try:
+            done(reply)
+        finally:
+            answered_by.reset(token)
 
     def _stop(self) -> None:
         if self._wake is not None:

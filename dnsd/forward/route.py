@@ -26,6 +26,7 @@ from netcore.requests import dns_cache_enabled
 from ..core.answer import Forward
 from ..core.wire import PLAIN_UDP_LIMIT, Query, empty_reply
 from ..core.wire import SERVFAIL as RCODE_SERVFAIL
+from ..metrics.answered import answered_by
 from ..sandbox_files.resolvconf import Upstream, sandbox_upstreams
 from ..serve.listeners import SandboxListener, SocketPool
 from .cache import ForwardCache, Key, cache_key, for_asker
@@ -124,14 +125,17 @@ class ForwardRoute:
     ) -> bytes:
         """The reply to a forwarded query. Over UDP the listener asked `cached` already; over
         TCP the cache is looked up here (any size fits)."""
-        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[tuple[bytes, str | None]] = loop.create_future()
 
         def reply_to(reply: bytes) -> None:
             if not future.done():  # the asker may have been cancelled meanwhile
-                future.set_result(reply)
+                future.set_result((reply, answered_by.get()))
 
         self.forward_soon(packet, decision, sandbox_id, tcp=tcp, reply_to=reply_to)
-        return await future
+        reply, upstream = await future
+        answered_by.set(upstream)  # the server that answered, for the listener's query log
+        return reply
 
     def forward_soon(
         self, packet: bytes, decision: Forward, sandbox_id: str, *, tcp: bool, reply_to: ReplyTo

@@ -16,6 +16,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from netcore.kernel.base import Kernel
 from netcore.model import Sandbox, Snapshot
 
+from ..metrics.counters import StatsBook
 from .handler import QueryHandler
 from .listeners import SandboxListener, SandboxSockets, open_sockets, preferred_port
 
@@ -42,7 +43,9 @@ class ListenerSet:
         kernel: Kernel,
         handler: QueryHandler,
         on_stopped: Callable[[str], None] = lambda sandbox_id: None,
+        stats_book: StatsBook | None = None,
     ) -> None:
+        self.stats_book = stats_book  # each listener counts into stats of its own from here
         self.loop = loop
         self.kernel = kernel
         self.handler = handler
@@ -61,6 +64,10 @@ class ListenerSet:
 
     def __len__(self) -> int:
         return len(self._running)
+
+    def cached_replies(self) -> int:
+        """Replies remembered by every listener's reply cache (thread: the loop's)."""
+        return sum(listener.udp.cached_replies for listener in list(self._running.values()))
 
     def reconcile(self, desired: Mapping[str, Sandbox]) -> None:
         """Stop the listeners not in `desired`, start (or adopt prepared) the missing ones.
@@ -95,7 +102,8 @@ class ListenerSet:
             for (sid, sandbox), sockets in zip(to_start, opened, strict=True):
                 if sockets is None:
                     continue
-                listener = SandboxListener(sid, sockets, self.handler)
+                stats = self.stats_book.open(sid) if self.stats_book is not None else None
+                listener = SandboxListener(sid, sockets, self.handler, stats)
                 self._on_loop(listener.serve())
                 self._running[sid] = listener
                 log.debug("dns listener for %s on ports %s", sandbox.name, sockets.ports)
@@ -140,6 +148,8 @@ class ListenerSet:
     async def _stop(self, listener: SandboxListener) -> None:
         listener.close()
         self.on_stopped(listener.sandbox_id)
+        if self.stats_book is not None and listener.stats is not None:
+            self.stats_book.retire(listener.stats)
         await asyncio.to_thread(self._teardown, listener)
 
     def _teardown(self, listener: SandboxListener) -> None:

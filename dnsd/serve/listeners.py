@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from netcore.kernel.base import Kernel, NetnsWorker
 
+from ..metrics.counters import QueryStats
 from .handler import QueryHandler
 from .tcp import TcpServer
 from .udp import UdpServer
@@ -132,14 +133,21 @@ class SocketPool:
 
 
 class SandboxListener:
-    def __init__(self, sandbox_id: str, sockets: SandboxSockets, handler: QueryHandler) -> None:
+    def __init__(
+        self,
+        sandbox_id: str,
+        sockets: SandboxSockets,
+        handler: QueryHandler,
+        stats: QueryStats | None = None,
+    ) -> None:
         self.sandbox_id = sandbox_id
         self.sockets = sockets
+        self.stats = stats  # what UDP and TCP count into (None: metrics off)
         # Forwarded queries leave from the sandbox's namespace: their sockets come from here.
         self.worker = sockets.worker
         self.pool = SocketPool(self.worker)
-        self.udp = UdpServer(sockets.udp, sandbox_id, handler)
-        self.tcp = TcpServer(sockets.tcp, sandbox_id, handler)
+        self.udp = UdpServer(sockets.udp, sandbox_id, handler, stats)
+        self.tcp = TcpServer(sockets.tcp, sandbox_id, handler, stats=stats)
 
     async def serve(self) -> None:
         self.udp.start(asyncio.get_running_loop())

@@ -12,11 +12,14 @@ import asyncio
 import logging
 import random
 import socket
+from time import monotonic
 from typing import TYPE_CHECKING
 
 from ..core.answer import Forward, Reply, answer
+from ..metrics.answered import answered_by
 
 if TYPE_CHECKING:
+    from ..metrics.counters import QueryStats
     from .handler import QueryHandler
 
 log = logging.getLogger(__name__)
@@ -37,7 +40,9 @@ class TcpServer:
         *,
         idle_s: float = IDLE_S,
         max_connections: int = MAX_CONNECTIONS,
+        stats: QueryStats | None = None,
     ) -> None:
+        self.stats = stats  # counted once per turn (metrics); None: counting off
         self.sock = sock
         self.sandbox_id = sandbox_id
         self.handler = handler
@@ -104,7 +109,8 @@ class _Connection(asyncio.Protocol):
         self.drain = None
         buf, server = self.buf, self.server
         out = bytearray()
-        consumed = answered = 0
+        consumed = answered = dropped = 0
+        started, fresh = monotonic(), []
         while len(buf) - consumed >= 2 and answered < MESSAGES_PER_TURN:
             size = (buf[consumed] << 8) | buf[consumed + 1]
             if size == 0:  # nothing can follow a zero-length message sensibly
@@ -121,10 +127,15 @@ class _Connection(asyncio.Protocol):
             )
             if type(decision) is Reply:
                 out += len(decision.data).to_bytes(2, "big") + decision.data
+                fresh.append(decision.data)
             elif type(decision) is Forward:
                 task = asyncio.ensure_future(self._forward(packet, decision))
                 self.tasks.add(task)
                 task.add_done_callback(self.tasks.discard)
+            else:
+                dropped += 1
+        if server.stats is not None and answered:
+            server.stats.batch((), fresh, dropped, monotonic() - started)
         if consumed:
             del buf[:consumed]
             self.last_activity = asyncio.get_running_loop().time()
@@ -143,7 +154,10 @@ class _Connection(asyncio.Protocol):
 
     async def _forward(self, packet: bytes, decision: Forward) -> None:
         server = self.server
+        started = monotonic()
         reply = await server.handler.forward(packet, decision, server.sandbox_id, tcp=True)
+        if server.stats is not None:
+            server.stats.forwarded(reply, monotonic() - started, answered_by.get())
         if self.transport is not None and not self.transport.is_closing():
             self.transport.write(len(reply).to_bytes(2, "big") + reply)
             self.last_activity = asyncio.get_running_loop().time()

@@ -14,13 +14,16 @@ import logging
 import random
 import socket
 from functools import partial
+from time import monotonic
 from typing import TYPE_CHECKING
 
 from ..core.answer import Forward, Reply, answer
 from ..core.cache import ReplyCache
+from ..metrics.answered import answered_by
 from .mmsg import Batch
 
 if TYPE_CHECKING:
+    from ..metrics.counters import QueryStats
     from .handler import QueryHandler
 
 log = logging.getLogger(__name__)
@@ -43,10 +46,20 @@ def _nothing(_key: bytes) -> None:
 
 
 class UdpServer:
-    def __init__(self, sock: socket.socket, sandbox_id: str, handler: QueryHandler) -> None:
+    def __init__(
+        self,
+        sock: socket.socket,
+        sandbox_id: str,
+        handler: QueryHandler,
+        stats: QueryStats | None = None,
+    ) -> None:
         self.sock = sock
         self.sandbox_id = sandbox_id
         self.handler = handler
+        self.stats = stats  # counted once per batch (metrics); None: counting off
+        self._hits: list[bytes] = []  # the current batch's cached and fresh local replies
+        self._fresh: list[bytes] = []
+        self._recalled: list[bytes] = []  # forwarded answers from the forward cache
         self._rng = random.Random()
         self._cache = ReplyCache()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -66,35 +79,43 @@ class UdpServer:
         sid, rng = self.sandbox_id, self._rng
         view = self.handler.view
         remembered = cache.entries(view).get  # the hot path: one slice, one lookup
-        hits = self.handler.hit_table(sid, view)
-        hit = hits.get if hits is not None else _nothing  # the forward cache's, the same way
+        table = self.handler.hit_table(sid, view)
+        recall = table.get if table is not None else _nothing  # the forward cache's, alike
         forward_cached = self.handler.cached
         queue_reply, flush = batch.queue_reply, batch.flush
+        stats, hits, fresh, forwarded = self.stats, self._hits, self._fresh, self._recalled
+        hit, miss, recalled = hits.append, fresh.append, forwarded.append
         for _ in range(ROUNDS):
             try:
                 packets = batch.recv(fd)
             except OSError as exc:  # e.g. an ICMP error queued on the socket
                 log.debug("udp recv in %s: %s", sid[:12], exc)
                 return
-            queued = 0
+            started = monotonic()
+            queued = dropped = 0
             for index, packet in enumerate(packets):
                 key = packet[2:]
                 body = remembered(key)
-                if body is None:
-                    body = hit(key)
                 if body is not None:
                     reply = packet[:2] + body
+                    hit(body)
+                elif (body := recall(key)) is not None:
+                    reply = packet[:2] + body
+                    recalled(reply)
                 else:
                     decision = answer(packet, sid, view, tcp=False, rng=rng)
                     if type(decision) is Reply:
                         reply = decision.data
+                        miss(reply)
                         cache.put(packet, reply, view)
                     elif type(decision) is Forward:
                         reply = forward_cached(decision, sid, packet)  # no task either
                         if reply is None:
                             self._spawn_forward(packet, decision, batch.sender(index))
                             continue
+                        recalled(reply)
                     else:
+                        dropped += 1
                         continue  # Drop
                 if not queue_reply(fd, index, reply):
                     self._send_alone(reply, batch.sender(index))
@@ -104,17 +125,26 @@ class UdpServer:
                     flush(fd)
                     queued = 0
             flush(fd)
+            if stats is not None and packets:  # the one counting call of a batch
+                stats.batch(hits, fresh, dropped, monotonic() - started, forwarded)
+            hits.clear()
+            fresh.clear()
+            forwarded.clear()
             if len(packets) < batch.size:
                 return
 
+    @property
+    def cached_replies(self) -> int:
+        return len(self._cache)
+
     def _spawn_forward(self, packet: bytes, decision: Forward, addr: tuple[str, int]) -> None:
-        self.handler.forward_soon(
-            packet,
-            decision,
-            self.sandbox_id,
-            tcp=False,
-            reply_to=partial(self._send_alone, addr=addr),
-        )
+        reply_to = partial(self._forwarded, addr, monotonic())
+        self.handler.forward_soon(packet, decision, self.sandbox_id, tcp=False, reply_to=reply_to)
+
+    def _forwarded(self, addr: tuple[str, int], started: float, reply: bytes) -> None:
+        if self.stats is not None:  # `answered_by` is set while the forwarder calls back
+            self.stats.forwarded(reply, monotonic() - started, answered_by.get())
+        self._send_alone(reply, addr)
 
     def _send_alone(self, data: bytes, addr: tuple[str, int]) -> None:
         if self.sock.fileno() == -1:  # closed while the upstream was asked

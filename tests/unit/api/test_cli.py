@@ -66,14 +66,16 @@ def test_network_lifecycle(served, engine: Engine):
     inspected = json.loads(ok(dnsd(served, "network", "inspect", "front")))
     assert inspected[0]["Id"] == net_id and inspected[0]["Internal"] is True
 
-    ok(dnsd(served, "sandbox", "create", "box"))
+    ok(dnsd(served, "sandbox", "create", "box"))  # on the default `bridge` network, as Docker
     ok(dnsd(served, "network", "connect", "--alias", "www", "--ip", "10.80.0.200", "front", "box"))
-    (endpoint,) = engine.registry.endpoints.values()
+    (endpoint,) = [e for e in engine.registry.endpoints.values() if e.network_id == net_id]
     assert str(endpoint.ipv4) == "10.80.0.200" and endpoint.aliases == ("www",)
     busy = dnsd(served, "network", "rm", "front")
     assert busy.returncode == 1 and "disconnect them first" in busy.stderr
     ok(dnsd(served, "network", "disconnect", "front", "box"))
-    assert not engine.registry.endpoints
+    assert [e.network_id for e in engine.registry.endpoints.values()] == [
+        n.id for n in engine.registry.networks.values() if n.name == "bridge"
+    ]
     assert ok(dnsd(served, "network", "rm", "front")).split() == ["front"]
     assert net_id not in engine.registry.networks
 
