@@ -22,7 +22,7 @@ from pyroute2 import IPRoute
 from ..errors import NetlinkError, VanishedNamespace
 from ..model import Network
 from ..nft.apply import NftCli
-from ..nft.inproc import NftLib
+from ..nft.inproc import NftHelpers, library_available
 from ..nft.redirect import render_dns_redirect, render_dns_redirect_teardown
 from . import netns, vxlan
 from .base import AttachSpec, HostLinks, NetnsWorker
@@ -196,16 +196,22 @@ class LinuxKernel:
         return netns.NamespaceWorker(netns_path)
 
     def apply_dns_redirect(self, worker: NetnsWorker, udp_port: int, tcp_port: int) -> None:
-        # In-process libnftables on a thread inside the namespace (~1 ms), else nft forked by
-        # that thread, which starts there too: no nsenter exec either way.
-        script = render_dns_redirect(udp_port, tcp_port)
-        worker.call(lambda: _apply_here(script))
+        # libnftables in a helper process (~1 ms), else the nft binary forked by a thread
+        # inside the namespace, which starts there: no nsenter exec either way.
+        self._apply_in(worker.path, render_dns_redirect(udp_port, tcp_port), worker)
 
     def remove_dns_redirect(self, netns_path: str, worker: NetnsWorker | None = None) -> None:
-        script = render_dns_redirect_teardown()
+        self._apply_in(netns_path, render_dns_redirect_teardown(), worker)
+
+    def _apply_in(self, path: str, script: str, worker: NetnsWorker | None) -> None:
+        if library_available():
+            if not netns.exists(path):
+                raise VanishedNamespace(f"namespace {path} is gone")
+            _helpers().apply(path, script)
+            return
         if worker is None:
-            worker = netns.NamespaceWorker(netns_path)
-        worker.call(lambda: _apply_here(script))
+            worker = netns.NamespaceWorker(path)
+        worker.call(lambda: NftCli().apply(script))
 
     # --- overlays ---
 
@@ -283,10 +289,13 @@ def _gratuitous_arp(sock: socket.socket, ifname: str, mac: str, ip: ipaddress.IP
         threading.Thread(target=sock.close, name="close-arp", daemon=True).start()
 
 
-def _apply_here(script: str) -> None:
-    """Apply an nft script in the calling thread's namespace."""
-    lib = NftLib.load()
-    if lib is None:
-        NftCli().apply(script)
-    else:
-        lib.apply_here(script)
+_nft_helpers: NftHelpers | None = None
+_nft_helpers_lock = threading.Lock()
+
+
+def _helpers() -> NftHelpers:
+    global _nft_helpers
+    with _nft_helpers_lock:
+        if _nft_helpers is None:
+            _nft_helpers = NftHelpers()
+        return _nft_helpers

@@ -1,21 +1,25 @@
-"""Apply a script with libnftables in this process, in the calling thread's namespace.
+"""Apply a script with libnftables, in the calling thread's namespace or through a helper.
 
 `nft -f -` per sandbox namespace costs a fork and exec, ~20 ms, and a daemon restarting with
 1,000 sandboxes re-applies 1,000 redirects (7.6 s measured, issue 13). libnftables (the library
 the `nft` binary is, installed with it) does the same transaction in ~0.7 ms. Its context binds
 its netlink socket to the namespace of the thread that creates it, so a context is made for
-each script on a thread inside the target namespace (`NamespaceWorker.call`). Freeing one
-closes that socket, which waits in the kernel (7-15 ms measured): that is done by one
-background thread, off the caller's path.
+each script after entering the target namespace. Freeing one closes that socket, which waits in
+the kernel (7-15 ms measured): that is done by a background thread, off the caller's path.
 
-Without the library (`NftLib.load()` is None) callers fall back to the `nft` binary.
+The daemon itself does not load the library: it waits with select(2), which aborts a process
+whose descriptors go past 1,023. `NftHelpers` runs it in small helper processes
+(`netcore.nft.helper`). Without the library callers fall back to the `nft` binary.
 """
 
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
+import json
+import os
 import queue
+import subprocess
+import sys
 import threading
 
 from ..errors import NftError
@@ -84,3 +88,87 @@ class NftLib:
     def _free_forever(self) -> None:
         while True:
             self._lib.nft_ctx_free(self._frees.get())
+
+
+def library_available() -> bool:
+    """Whether libnftables can be loaded (checked once; the daemon never calls into it)."""
+    global _available
+    if _available is None:
+        try:
+            ctypes.CDLL(_LIBRARY)
+            _available = True
+        except OSError:
+            _available = False
+    return _available
+
+
+_available: bool | None = None
+
+
+class NftHelpers:
+    """Helper processes applying scripts in a namespace (one request at a time each); started
+    on first use, restarted when one died."""
+
+    def __init__(self, count: int = 2) -> None:
+        self._slots = [_Helper() for _ in range(count)]
+        self._free: queue.SimpleQueue[_Helper] = queue.SimpleQueue()
+        for slot in self._slots:
+            self._free.put(slot)
+
+    def apply(self, netns: str, script: str) -> None:
+        """Apply `script` in the namespace at `netns`; NftError when refused."""
+        helper = self._free.get()
+        try:
+            error = helper.ask(netns, script)
+        finally:
+            self._free.put(helper)
+        if error is not None:
+            # The binary says which line it means (the library quotes another): ask it.
+            NftCli().apply(script, netns=netns)
+            raise NftError(f"nft refused the script in namespace {netns}: {error}", script)
+
+    def close(self) -> None:
+        for slot in self._slots:
+            slot.close()
+
+
+class _Helper:
+    def __init__(self) -> None:
+        self._proc: subprocess.Popen[str] | None = None
+
+    def ask(self, netns: str, script: str) -> str | None:
+        for attempt in range(2):
+            proc = self._proc
+            if proc is None or proc.poll() is not None:
+                proc = self._proc = subprocess.Popen(
+                    [sys.executable, "-m", "netcore.nft.helper"],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    text=True,
+                    cwd=_PACKAGE_ROOT,
+                )
+            try:
+                assert proc.stdin is not None and proc.stdout is not None
+                proc.stdin.write(json.dumps({"netns": netns, "script": script}) + "\n")
+                proc.stdin.flush()
+                line = proc.stdout.readline()
+                if not line:
+                    raise BrokenPipeError("the nft helper exited")
+                return json.loads(line)["error"]
+            except (OSError, ValueError) as exc:
+                self.close()
+                if attempt:
+                    raise NftError(f"the nft helper process failed: {exc}", script) from exc
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            proc.kill()
+            proc.wait()
+            for pipe in (proc.stdin, proc.stdout):
+                if pipe is not None:
+                    pipe.close()
+
+
+_PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

@@ -365,11 +365,15 @@ def test_libnftables_applies_in_the_workers_namespace_only(ns: str) -> None:
     assert NftLib.load() is not None, "libnftables.so.1 (package libnftables1) is missing"
     own_before = sh("nft", "list", "tables")
     worker = NamespaceWorker(path(ns))
+    # The daemon has thousands of descriptors: libnftables (select(2)) must not run in it.
+    spare = [os.open("/dev/null", os.O_RDONLY) for _ in range(1100)]
     LinuxKernel().apply_dns_redirect(worker, 40053, 40054)
     assert len(listed_rules(ns, "ip dnsd-dns udp_stateless")) == 2
     assert sh("nft", "list", "tables") == own_before  # nothing in the daemon's namespace
     LinuxKernel().remove_dns_redirect(path(ns), worker)
     assert "ip dnsd-dns" not in tables(ns)
+    for fd in spare:
+        os.close(fd)
 
 
 def test_libnftables_refusal_names_the_failing_line(ns: str) -> None:
