@@ -169,7 +169,7 @@ class Race:
                     lambda reply: self._replied(attempt, reply),
                     lambda error: self._failed(attempt, error),
                 )
-            except UpstreamError as exc:  # cannot even send: hand over at once
+            except Exception as exc:  # cannot even send (or a bug): hand over at once
                 self._note_failure(attempt, exc, now)
                 self._next_start = now
                 return
