@@ -111,12 +111,17 @@ class NftHelpers:
 
     def __init__(self, count: int = 2) -> None:
         self._slots = [_Helper() for _ in range(count)]
+        self._started = False
         self._free: queue.SimpleQueue[_Helper] = queue.SimpleQueue()
         for slot in self._slots:
             self._free.put(slot)
 
     def apply(self, netns: str, script: str) -> None:
         """Apply `script` in the namespace at `netns`; NftError when refused."""
+        if not self._started:  # all at once: the daemon's descriptors stay flat after this
+            self._started = True
+            for slot in self._slots:
+                slot.ensure()
         helper = self._free.get()
         try:
             error = helper.ask(netns, script)
@@ -136,17 +141,22 @@ class _Helper:
     def __init__(self) -> None:
         self._proc: subprocess.Popen[str] | None = None
 
+    def ensure(self) -> subprocess.Popen[str]:
+        proc = self._proc
+        if proc is None or proc.poll() is not None:
+            self.close()
+            proc = self._proc = subprocess.Popen(
+                [sys.executable, "-m", "netcore.nft.helper"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+                cwd=_PACKAGE_ROOT,
+            )
+        return proc
+
     def ask(self, netns: str, script: str) -> str | None:
         for attempt in range(2):
-            proc = self._proc
-            if proc is None or proc.poll() is not None:
-                proc = self._proc = subprocess.Popen(
-                    [sys.executable, "-m", "netcore.nft.helper"],
-                    stdin=subprocess.PIPE,
-                    stdout=subprocess.PIPE,
-                    text=True,
-                    cwd=_PACKAGE_ROOT,
-                )
+            proc = self.ensure()
             try:
                 assert proc.stdin is not None and proc.stdout is not None
                 proc.stdin.write(json.dumps({"netns": netns, "script": script}) + "\n")
