@@ -182,6 +182,7 @@ async def _serve(config: DaemonConfig, ready: asyncio.Event | None, fresh: bool)
         await runner.cleanup()
     await health.close()
     await follower.close()
+    forwarder.close()
     if host_dns is not None:
         await host_dns.close()
     if query_log is not None:

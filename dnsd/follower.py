@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from netcore.kernel.base import Kernel
 from netcore.model import Sandbox, Snapshot
@@ -23,6 +23,7 @@ from .core.incremental import ViewBuilder
 from .core.view import ZoneView
 from .forward.cache import ForwardCache
 from .forward.forwarder import Forwarder
+from .forward.hits import HitTable
 from .forward.route import ForwardRoute, cache_opt_outs
 from .metrics.counters import StatsBook, primary_networks
 from .sandbox_files.writer import SandboxFilesWriter
@@ -77,8 +78,22 @@ class Follower:
     def snapshot(self) -> Snapshot:
         return self._snapshot
 
-    def cached(self, decision: Forward, sandbox_id: str) -> bytes | None:
-        return self.route.cached(decision, sandbox_id)
+    def cached(self, decision: Forward, sandbox_id: str, packet: bytes = b"") -> bytes | None:
+        return self.route.cached(decision, sandbox_id, packet)
+
+    def hit_table(self, sandbox_id: str, view: ZoneView) -> HitTable | None:
+        return self.route.hit_table(sandbox_id, view)
+
+    def forward_soon(
+        self,
+        packet: bytes,
+        decision: Forward,
+        sandbox_id: str,
+        *,
+        tcp: bool,
+        reply_to: Callable[[bytes], None],
+    ) -> None:
+        self.route.forward_soon(packet, decision, sandbox_id, tcp=tcp, reply_to=reply_to)
 
     # --- following the registry (called on engine threads, never on the loop) ---
 

@@ -54,12 +54,18 @@ _RR_FIXED = struct.Struct("!HHIH")
 _COUNTS = struct.Struct("!HHHH")
 
 
-class _Entry:
-    __slots__ = ("body", "body_age", "expires", "reply", "stale_until", "stored", "ttls")
+class Entry:
+    __slots__ = ("body", "body_age", "expires", "key", "reply", "stale_until", "stored", "ttls")
 
     def __init__(
-        self, reply: bytes, ttls: tuple[tuple[int, int], ...], stored: float, lifetime: int
+        self,
+        key: Key,
+        reply: bytes,
+        ttls: tuple[tuple[int, int], ...],
+        stored: float,
+        lifetime: int,
     ) -> None:
+        self.key = key
         self.reply = reply  # as received; the id and question are replaced when served
         self.ttls = ttls  # (offset, TTL capped by the entry's lifetime) of every record
         self.stored = stored
@@ -67,6 +73,10 @@ class _Entry:
         self.stale_until = 0.0  # answered stale without asking until then (RFC 8767 recheck)
         self.body_age = -1  # the whole seconds since `stored` that `body` was rendered for
         self.body = b""  # reply[2:] with the TTLs counted down by `body_age`
+
+    def drop(self) -> None:
+        """Out of the cache: a `HitTable` holding it must not answer from it."""
+        self.expires = self.stale_until = float("-inf")
 
 
 def cache_key(scope: Hashable, query: Query) -> Key:
@@ -101,7 +111,7 @@ class ForwardCache:
         self.max_ttl = max_ttl
         self.max_negative_ttl = max_negative_ttl
         self.stale_s = stale_s
-        self._entries: OrderedDict[Key, _Entry] = OrderedDict()
+        self._entries: OrderedDict[Key, Entry] = OrderedDict()
         self.hits = 0  # plain counters, read by metrics at scrape time
         self.misses = 0
         self.stale_answers = 0
@@ -125,12 +135,13 @@ class ForwardCache:
                 return _render_stale(entry, query)
             if now >= entry.expires + self.stale_s:
                 del self._entries[key]
+                entry.drop()
             self.misses += 1
             return None
         self._entries.move_to_end(key)
         self.hits += 1
         age = int(now - entry.stored)  # changes once a second: the TTLs are re-rendered then
-        body = entry.body if entry.body_age == age else _render(entry, age)
+        body = entry.body if entry.body_age == age else render(entry, age)
         question = query.question
         reply = entry.reply
         if reply[12 : 12 + len(question)] == question:  # the asker's case: the common case
@@ -152,10 +163,13 @@ class ForwardCache:
             return reply
         lifetime, ttls = lifetime_ttls
         entries = self._entries
-        entries[key] = _Entry(reply, ttls, now, lifetime)
+        old = entries.get(key)
+        if old is not None:
+            old.drop()
+        entries[key] = Entry(key, reply, ttls, now, lifetime)
         entries.move_to_end(key)
         while len(entries) > self.size:
-            entries.popitem(last=False)
+            entries.popitem(last=False)[1].drop()
         return reply
 
     def retain(self, scopes: set[Hashable] | frozenset[Hashable]) -> int:
@@ -163,11 +177,22 @@ class ForwardCache:
         a sandbox given other servers); the number dropped."""
         gone = [key for key in self._entries if key[0] not in scopes]
         for key in gone:
-            del self._entries[key]
+            self._entries.pop(key).drop()
         return len(gone)
 
     def clear(self) -> None:
+        for entry in self._entries.values():
+            entry.drop()
         self._entries.clear()
+
+    def entry(self, key: Key) -> Entry | None:
+        """The entry `lookup` just answered from (for a `HitTable`)."""
+        return self._entries.get(key)
+
+    def touch(self, entry: Entry) -> None:
+        """A hit through a `HitTable`: counted, and the entry is the most recently used."""
+        self.hits += 1
+        self._entries.move_to_end(entry.key)
 
     def _stale(self, key: Key, query: Query, now: float) -> bytes | None:
         entry = self._entries.get(key)
@@ -180,7 +205,23 @@ class ForwardCache:
         return _render_stale(entry, query)
 
 
-def _render(entry: _Entry, age: int) -> bytes:
+def for_asker(reply: bytes, query: Query) -> bytes:
+    """`reply`, an answer to the same question in another case or with another id, as the
+    answer to `query`: its id, and its question bytes when the reply repeats the question."""
+    question = query.question
+    end = 12 + len(question)
+    ident = query.id.to_bytes(2, "big")
+    name_end = 12 + len(query.qname_wire)
+    if (
+        reply[4:6] == b"\x00\x01"
+        and reply[12:name_end].lower() == query.qname_lower
+        and reply[name_end:end] == question[-4:]
+    ):
+        return ident + reply[2:12] + question + reply[end:]
+    return ident + reply[2:]
+
+
+def render(entry: Entry, age: int) -> bytes:
     """reply[2:] with every TTL counted down by `age` seconds (each TTL is at least the
     entry's lifetime and `age` is less, so none reaches 0)."""
     buffer = bytearray(entry.reply)
@@ -191,7 +232,7 @@ def _render(entry: _Entry, age: int) -> bytes:
     return entry.body
 
 
-def _render_stale(entry: _Entry, query: Query) -> bytes:
+def _render_stale(entry: Entry, query: Query) -> bytes:
     buffer = bytearray(entry.reply)
     for offset, _ in entry.ttls:
         _TTL.pack_into(buffer, offset, STALE_TTL)

@@ -7,6 +7,9 @@ Anything else is ignored and we keep waiting, so a spoofed answer is never relay
 exchange uses a fresh socket (a fresh random source port); the client's id is kept, because the
 client checks it and our own check is source + id + question.
 
+The forwarder uses this for TCP (a connection per query anyway); its UDP queries share
+connected sockets and get ids of their own (`udp_pool`), under the same checks.
+
 The query arrives parsed (`core.wire.Query`, from the listener's decision) and the reply is
 matched against it by `core.wire.is_answer_to`; the rest of the reply is opaque.
 """
@@ -49,11 +52,11 @@ class UpstreamBadReply(UpstreamError):
 
 
 @functools.lru_cache(maxsize=256)
-def _family_of(address: str) -> int:
+def family_of(address: str) -> int:
     return socket.AF_INET6 if ipaddress.ip_address(address).version == 6 else socket.AF_INET
 
 
-def _describe(upstream: UpstreamLike, tcp: bool) -> str:
+def describe(upstream: UpstreamLike, tcp: bool) -> str:
     where = " from the daemon's namespace" if upstream.host_loopback else ""
     host = f"[{upstream.address}]" if ":" in upstream.address else upstream.address
     return f"upstream {host}:{upstream.port}/{'tcp' if tcp else 'udp'}{where}"
@@ -74,9 +77,9 @@ async def exchange(
     absolute, on the running loop's clock (`loop.time()`). Raises UpstreamTimeout,
     UpstreamUnreachable or UpstreamBadReply; a cancelled exchange closes its socket.
     """
-    name = _describe(upstream, tcp)
+    name = describe(upstream, tcp)
     try:
-        family = _family_of(upstream.address)
+        family = family_of(upstream.address)
         sock = sock_factory(family, socket.SOCK_STREAM if tcp else socket.SOCK_DGRAM)
     except (OSError, ValueError, NetcoreError) as exc:  # e.g. the sandbox's netns is gone
         raise UpstreamUnreachable(f"{name}: cannot open a socket: {exc}", upstream) from exc

@@ -17,51 +17,37 @@ asked as well, but the earlier sockets stay open until the deadline, so a server
 than `remaining / servers_left`: with 5 s a blackholed server delays the next one by 1.67 s
 whether 2 or 3 servers are configured (the split would give 2.5 s with 2), and the k-th server
 is asked after at most k x 1.67 s. An unreachable or refusing server hands over at once.
+
+How (issue 13): `start` runs a query as a `race.Race`, a state machine driven by callbacks:
+UDP tries share connected sockets (`udp_pool`), wake-ups share one timer (`deadlines`), so a
+forwarded query costs no socket and no task of its own. `forward` awaits the same for callers
+that want a coroutine.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
-import socket
 from collections.abc import Callable, Sequence
 
 from netcore.errors import InvalidArgument
 
-from ..core.wire import (
-    FLAG_AA,
-    NXDOMAIN,
-    RCODE_MASK,
-    REFUSED,
-    SERVFAIL,
-    Query,
-    forward_error_reply,
-)
+from ..core.wire import REFUSED, SERVFAIL, Query, forward_error_reply
 from ..metrics.answered import answered_by
-from ..metrics.counters import UpstreamStats, upstream_labels
-from .client import SockFactory, UpstreamError, exchange
-from .health import UpstreamHealth, UpstreamLike, health_key
+from ..metrics.counters import UpstreamStats
+from .client import SockFactory
+from .deadlines import Deadlines
+from .health import UpstreamHealth, UpstreamLike
+from .race import MAX_UPSTREAMS, MIN_TRY_S, Done, Race, needs_next_server, try_slot
+from .udp_pool import UdpPools
 
 log = logging.getLogger(__name__)
 
 DEFAULT_DEADLINE_S = 5.0  # whole forward; stub resolvers (glibc: 5 s) give up soon after
-MAX_UPSTREAMS = 3  # Docker and glibc use at most 3 nameservers (row O09)
 MAX_INFLIGHT = 1024  # per sandbox, as moby's semaphore: one sandbox cannot exhaust the daemon
-MIN_TRY_S = 0.25  # a try shorter than this would hand over before a distant server can answer
 WARN_INTERVAL_S = 10.0  # one warning per reason and sandbox/server per interval
 
-
-def needs_next_server(reply: bytes) -> bool:
-    """Docker's rule 12: SERVFAIL, REFUSED and non-authoritative NXDOMAIN ask the next server."""
-    flags = (reply[2] << 8) | reply[3]
-    rcode = flags & RCODE_MASK
-    return rcode in (SERVFAIL, REFUSED) or (rcode == NXDOMAIN and not flags & FLAG_AA)
-
-
-def try_slot(deadline_s: float, remaining_s: float) -> float:
-    """How long a server has before the next one is asked as well (see the module docstring)."""
-    return min(remaining_s, max(deadline_s / MAX_UPSTREAMS, MIN_TRY_S))
+__all__ = ["MAX_UPSTREAMS", "MIN_TRY_S", "Forwarder", "needs_next_server", "try_slot"]
 
 
 class _TokenBucket:
@@ -103,17 +89,6 @@ class _WarnThrottle:
         log.warning(message + suffix, *args, exc_info=exc_info)  # type: ignore[arg-type]
 
 
-class _Try:
-    __slots__ = ("failure_recorded", "key", "slot_end", "started", "upstream")
-
-    def __init__(self, upstream: UpstreamLike, started: float, slot_end: float) -> None:
-        self.upstream = upstream
-        self.key = health_key(upstream)
-        self.started = started
-        self.slot_end = slot_end
-        self.failure_recorded = False
-
-
 class Forwarder:
     """Forwards queries for every sandbox of one daemon; see the module docstring for rules."""
 
@@ -142,6 +117,9 @@ class Forwarder:
         self._inflight: dict[str, int] = {}
         self._buckets: dict[str, _TokenBucket] = {}
         self._throttle = _WarnThrottle(WARN_INTERVAL_S)
+        self.pools = UdpPools()  # connected sockets to the upstreams, per namespace
+        self._deadlines: Deadlines | None = None
+        self._deadlines_loop: asyncio.AbstractEventLoop | None = None
         self.stats = UpstreamStats()  # read by the metrics collector
 
     def inflight_total(self) -> int:
@@ -153,8 +131,13 @@ class Forwarder:
         return self._inflight.get(sandbox_key, 0)
 
     def forget(self, sandbox_key: str) -> None:
-        """Drop the rate-limit state of a removed sandbox."""
+        """Drop the rate-limit state and upstream sockets of a removed sandbox."""
         self._buckets.pop(sandbox_key, None)
+        self.pools.forget(sandbox_key)
+
+    def close(self) -> None:
+        """Close every upstream socket (the daemon stops)."""
+        self.pools.close()
 
     async def forward(
         self,
@@ -167,11 +150,46 @@ class Forwarder:
         sock_factory_for: Callable[[UpstreamLike], SockFactory],
     ) -> bytes:
         """The reply to relay to the client for `packet`; never raises for upstream trouble.
+        `start` as a coroutine (cancelling it stops asking)."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[tuple[bytes, str | None]] = loop.create_future()
+
+        def done(reply: bytes) -> None:
+            if not future.done():  # `answered_by` is set while `done` runs: carry it over
+                future.set_result((reply, answered_by.get()))
+
+        race = self.start(
+            packet, query, upstreams, tcp=tcp, sandbox_key=sandbox_key,
+            sock_factory_for=sock_factory_for, done=done,
+        )  # fmt: skip
+        try:
+            reply, upstream = await future
+        except asyncio.CancelledError:
+            if race is not None:
+                race.cancel()
+            raise
+        answered_by.set(upstream)  # for the caller's query log, as if answered in this task
+        return reply
+
+    def start(
+        self,
+        packet: bytes,
+        query: Query,
+        upstreams: Sequence[UpstreamLike],
+        *,
+        tcp: bool,
+        sandbox_key: str,
+        sock_factory_for: Callable[[UpstreamLike], SockFactory],
+        done: Done,
+    ) -> Race | None:
+        """Forward `packet`; `done(reply)` is called once with the reply to relay (maybe before
+        this returns). On the event loop's thread.
 
         `query` is `core.wire.parse_query(packet)`, as the listener parsed it (the `Forward`
         decision's): upstream replies are matched against it, nothing is parsed again.
         `sock_factory_for(upstream)` gives the socket factory for that server: inside the
-        sandbox's namespace, or the daemon's for `host_loopback` servers.
+        sandbox's namespace, or the daemon's for `host_loopback` servers. Returns the running
+        race (to `cancel`), or None when answered at once.
         """
         loop = asyncio.get_running_loop()
         now = loop.time()
@@ -183,18 +201,40 @@ class Forwarder:
                 "(give it --dns servers or a nameserver in the host's resolv.conf)",
                 sandbox_key,
             )
-            return forward_error_reply(query, SERVFAIL)
+            done(forward_error_reply(query, SERVFAIL))
+            return None
         if not self._admit(sandbox_key, now):
-            return forward_error_reply(query, REFUSED)
+            done(forward_error_reply(query, REFUSED))
+            return None
         self._inflight[sandbox_key] = self._inflight.get(sandbox_key, 0) + 1
-        try:
-            return await self._race(packet, query, upstreams, tcp, sock_factory_for, now)
-        finally:
-            remaining = self._inflight[sandbox_key] - 1
-            if remaining:
-                self._inflight[sandbox_key] = remaining
-            else:
-                del self._inflight[sandbox_key]
+        # First 3 as configured, then health order: a 4th server is never asked (row O09).
+        candidates = self.health.order(list(upstreams[:MAX_UPSTREAMS]), now)
+        return Race(
+            self, loop, packet, query, candidates, tcp=tcp, sandbox_key=sandbox_key,
+            factory_for=sock_factory_for, done=done, now=now,
+        )  # fmt: skip
+
+    # --- for Race ---
+
+    def finished(self, sandbox_key: str) -> None:
+        remaining = self._inflight[sandbox_key] - 1
+        if remaining:
+            self._inflight[sandbox_key] = remaining
+        else:
+            del self._inflight[sandbox_key]
+
+    def slot(self, remaining_s: float) -> float:
+        return try_slot(self.deadline_s, remaining_s)
+
+    def deadlines(self, loop: asyncio.AbstractEventLoop) -> Deadlines:
+        if self._deadlines is None or self._deadlines_loop is not loop:
+            self._deadlines, self._deadlines_loop = Deadlines(loop), loop
+        return self._deadlines
+
+    def warn(
+        self, key: object, now: float, message: str, *args: object, exc_info: object = None
+    ) -> None:
+        self._throttle.warn(key, now, message, *args, exc_info=exc_info)
 
     def _admit(self, sandbox_key: str, now: float) -> bool:
         if self._inflight.get(sandbox_key, 0) >= self.max_inflight:
@@ -229,109 +269,3 @@ class Forwarder:
             burst,
         )
         return False
-
-    async def _race(
-        self,
-        packet: bytes,
-        query: Query,
-        upstreams: Sequence[UpstreamLike],
-        tcp: bool,
-        sock_factory_for: Callable[[UpstreamLike], SockFactory],
-        start: float,
-    ) -> bytes:
-        loop = asyncio.get_running_loop()
-        deadline = start + self.deadline_s
-        # First 3 as configured, then health order: a 4th server is never asked (row O09).
-        candidates = self.health.order(list(upstreams[:MAX_UPSTREAMS]), start)
-        running: dict[asyncio.Task[bytes], _Try] = {}
-        last_reply: bytes | None = None
-        next_index, next_start = 0, start
-        try:
-            while True:
-                now = loop.time()
-                if now >= deadline:
-                    break
-                if next_index < len(candidates) and (now >= next_start or not running):
-                    upstream = candidates[next_index]
-                    next_index += 1
-                    next_start = now + try_slot(self.deadline_s, deadline - now)
-                    coro = exchange(
-                        packet,
-                        upstream,
-                        query=query,
-                        tcp=tcp,
-                        deadline=deadline,
-                        # Called inside exchange(), so a failing factory costs one try only.
-                        sock_factory=functools.partial(_open_socket, sock_factory_for, upstream),
-                    )
-                    attempt = _Try(upstream, now, next_start)
-                    self.stats.ask(attempt.key)
-                    running[loop.create_task(coro)] = attempt
-                    continue
-                if not running:
-                    break
-                wake_at = next_start if next_index < len(candidates) else deadline
-                done, _ = await asyncio.wait(
-                    running, timeout=max(0.0, wake_at - now), return_when=asyncio.FIRST_COMPLETED
-                )
-                now = loop.time()
-                for attempt in running.values():
-                    if now >= attempt.slot_end and not attempt.failure_recorded:
-                        # Silent for its whole slot: ask it last next time, even if it answers late.
-                        attempt.failure_recorded = True
-                        self.health.record_failure(attempt.upstream, now)
-                        self.stats.fail(attempt.key)
-                for task in done:
-                    attempt = running.pop(task)
-                    reply = self._outcome(task, attempt, now)
-                    if reply is None:
-                        next_start = now  # hand over to the next server at once
-                    elif not needs_next_server(reply):
-                        return reply
-                    else:
-                        last_reply, next_start = reply, now
-        finally:
-            for task in running:
-                task.cancel()
-            if running:  # let each exchange close its socket before we return
-                await asyncio.wait(running)
-                for task in running:  # mark outcomes as seen: nobody wants them any more
-                    if not task.cancelled():
-                        task.exception()
-        if last_reply is not None:
-            return last_reply
-        return forward_error_reply(query, SERVFAIL)
-
-    def _outcome(self, task: asyncio.Task[bytes], attempt: _Try, now: float) -> bytes | None:
-        """The reply of a finished try, or None after recording and logging its failure."""
-        try:
-            reply = task.result()
-        except UpstreamError as exc:
-            if not attempt.failure_recorded:
-                self.health.record_failure(attempt.upstream, now)
-                self.stats.fail(attempt.key)
-            self._throttle.warn(("upstream", health_key(attempt.upstream)), now, "forward: %s", exc)
-            return None
-        except Exception as exc:  # a bug must cost one try, not the client's answer
-            self._throttle.warn(
-                ("bug", health_key(attempt.upstream)),
-                now,
-                "forward: unexpected error asking %s: %r",
-                attempt.upstream,
-                exc,
-                exc_info=exc,
-            )
-            return None
-        self.health.record_success(attempt.upstream, now)
-        self.stats.answer(attempt.key, reply, now - attempt.started)
-        answered_by.set(upstream_labels(attempt.key)[0])
-        return reply
-
-
-def _open_socket(
-    sock_factory_for: Callable[[UpstreamLike], SockFactory],
-    upstream: UpstreamLike,
-    family: int,
-    kind: int,
-) -> socket.socket:
-    return sock_factory_for(upstream)(family, kind)

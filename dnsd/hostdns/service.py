@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from netcore.model import Snapshot
@@ -99,13 +100,30 @@ class HostDns:
     def view(self) -> ZoneView:
         return self._host.view
 
-    def cached(self, decision: Forward, sandbox_id: str) -> bytes | None:
+    def cached(self, decision: Forward, sandbox_id: str, packet: bytes = b"") -> bytes | None:
         """Nothing is cached for the host: it never forwards."""
+        return None
+
+    def hit_table(self, sandbox_id: str, view: ZoneView) -> None:
         return None
 
     async def forward(
         self, packet: bytes, decision: Forward, sandbox_id: str, *, tcp: bool
     ) -> bytes:
+        return self.refuse(decision)
+
+    def forward_soon(
+        self,
+        packet: bytes,
+        decision: Forward,
+        sandbox_id: str,
+        *,
+        tcp: bool,
+        reply_to: Callable[[bytes], None],
+    ) -> None:
+        reply_to(self.refuse(decision))
+
+    def refuse(self, decision: Forward) -> bytes:
         """Not in the host's zone: NXDOMAIN under a known network, else REFUSED."""
         reply, ambiguous = refusal(decision.query, self._host)
         name = decision.query.qname_lower

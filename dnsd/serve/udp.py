@@ -3,8 +3,8 @@
 No asyncio transport: `loop.add_reader` plus recvmmsg/sendmmsg (mmsg.py) reads a batch of
 queries with one system call and sends their answers with another, instead of a callback and
 two system calls per datagram (issue 5's measurements). Works the same on asyncio and uvloop.
-Local answers and the forward cache's hits are sent from the callback; forwards that miss
-the cache become tasks.
+Local answers and the forward cache's hits are sent from the callback; a forward that misses
+the cache is started from it too (`forward_soon`, no task) and answered when its reply comes.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import asyncio
 import logging
 import random
 import socket
+from functools import partial
 from time import monotonic
 from typing import TYPE_CHECKING
 
@@ -40,6 +41,10 @@ def shared_batch() -> Batch:
     return _batch
 
 
+def _nothing(_key: bytes) -> None:
+    return None
+
+
 class UdpServer:
     def __init__(
         self,
@@ -58,7 +63,6 @@ class UdpServer:
         self._rng = random.Random()
         self._cache = ReplyCache()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self.sock.setblocking(False)
@@ -68,8 +72,6 @@ class UdpServer:
     def close(self) -> None:
         if self._loop is not None:
             self._loop.remove_reader(self.sock.fileno())
-        for task in list(self._tasks):
-            task.cancel()
         self.sock.close()
 
     def _readable(self) -> None:
@@ -77,6 +79,8 @@ class UdpServer:
         sid, rng = self.sandbox_id, self._rng
         view = self.handler.view
         remembered = cache.entries(view).get  # the hot path: one slice, one lookup
+        table = self.handler.hit_table(sid, view)
+        recall = table.get if table is not None else _nothing  # the forward cache's, alike
         forward_cached = self.handler.cached
         queue_reply, flush = batch.queue_reply, batch.flush
         stats, hits, fresh, forwarded = self.stats, self._hits, self._fresh, self._recalled
@@ -90,10 +94,14 @@ class UdpServer:
             started = monotonic()
             queued = dropped = 0
             for index, packet in enumerate(packets):
-                body = remembered(packet[2:])
+                key = packet[2:]
+                body = remembered(key)
                 if body is not None:
                     reply = packet[:2] + body
                     hit(body)
+                elif (body := recall(key)) is not None:
+                    reply = packet[:2] + body
+                    recalled(reply)
                 else:
                     decision = answer(packet, sid, view, tcp=False, rng=rng)
                     if type(decision) is Reply:
@@ -101,7 +109,7 @@ class UdpServer:
                         miss(reply)
                         cache.put(packet, reply, view)
                     elif type(decision) is Forward:
-                        reply = forward_cached(decision, sid)  # a hit costs no task either
+                        reply = forward_cached(decision, sid, packet)  # no task either
                         if reply is None:
                             self._spawn_forward(packet, decision, batch.sender(index))
                             continue
@@ -130,22 +138,18 @@ class UdpServer:
         return len(self._cache)
 
     def _spawn_forward(self, packet: bytes, decision: Forward, addr: tuple[str, int]) -> None:
-        task = asyncio.ensure_future(self._forward(packet, decision, addr))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        reply_to = partial(self._forwarded, addr, monotonic())
+        self.handler.forward_soon(packet, decision, self.sandbox_id, tcp=False, reply_to=reply_to)
+
+    def _forwarded(self, addr: tuple[str, int], started: float, reply: bytes) -> None:
+        if self.stats is not None:  # `answered_by` is set while the forwarder calls back
+            self.stats.forwarded(reply, monotonic() - started, answered_by.get())
+        self._send_alone(reply, addr)
 
     def _send_alone(self, data: bytes, addr: tuple[str, int]) -> None:
+        if self.sock.fileno() == -1:  # closed while the upstream was asked
+            return
         try:
             self.sock.sendto(data, addr)
-        except OSError as exc:
-            log.debug("udp send in %s: %s", self.sandbox_id[:12], exc)
-
-    async def _forward(self, packet: bytes, decision: Forward, addr: object) -> None:
-        started = monotonic()
-        reply = await self.handler.forward(packet, decision, self.sandbox_id, tcp=False)
-        if self.stats is not None:
-            self.stats.forwarded(reply, monotonic() - started, answered_by.get())
-        try:
-            self.sock.sendto(reply, addr)
         except OSError as exc:
             log.debug("udp send in %s: %s", self.sandbox_id[:12], exc)

@@ -35,7 +35,7 @@ class HostLinks:
 
 
 class NetnsWorker(Protocol):
-    """A thread inside one namespace that runs small jobs for callers on other threads."""
+    """Runs small jobs inside one namespace for callers on other threads (pooled threads)."""
 
     path: str
 

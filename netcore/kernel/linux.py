@@ -22,6 +22,7 @@ from pyroute2 import IPRoute
 from ..errors import NetlinkError, VanishedNamespace
 from ..model import Network
 from ..nft.apply import NftCli
+from ..nft.inproc import NftHelpers, library_available
 from ..nft.redirect import render_dns_redirect, render_dns_redirect_teardown
 from . import netns, vxlan
 from .base import AttachSpec, HostLinks, NetnsWorker
@@ -195,16 +196,22 @@ class LinuxKernel:
         return netns.NamespaceWorker(netns_path)
 
     def apply_dns_redirect(self, worker: NetnsWorker, udp_port: int, tcp_port: int) -> None:
-        # nft forked by a thread inside the namespace starts there: no nsenter exec.
-        script = render_dns_redirect(udp_port, tcp_port)
-        worker.call(lambda: NftCli().apply(script))
+        # libnftables in a helper process (~1 ms), else the nft binary forked by a thread
+        # inside the namespace, which starts there: no nsenter exec either way.
+        self._apply_in(worker.path, render_dns_redirect(udp_port, tcp_port), worker)
 
     def remove_dns_redirect(self, netns_path: str, worker: NetnsWorker | None = None) -> None:
-        script = render_dns_redirect_teardown()
+        self._apply_in(netns_path, render_dns_redirect_teardown(), worker)
+
+    def _apply_in(self, path: str, script: str, worker: NetnsWorker | None) -> None:
+        if library_available():
+            if not netns.exists(path):
+                raise VanishedNamespace(f"namespace {path} is gone")
+            _helpers().apply(path, script)
+            return
         if worker is None:
-            NftCli().apply(script, netns=netns_path)
-        else:
-            worker.call(lambda: NftCli().apply(script))
+            worker = netns.NamespaceWorker(path)
+        worker.call(lambda: NftCli().apply(script))
 
     # --- overlays ---
 
@@ -280,3 +287,15 @@ def _gratuitous_arp(sock: socket.socket, ifname: str, mac: str, ip: ipaddress.IP
         # Closing a bound packet socket waits for an RCU grace period (~10 ms): not on the
         # connect path.
         threading.Thread(target=sock.close, name="close-arp", daemon=True).start()
+
+
+_nft_helpers: NftHelpers | None = None
+_nft_helpers_lock = threading.Lock()
+
+
+def _helpers() -> NftHelpers:
+    global _nft_helpers
+    with _nft_helpers_lock:
+        if _nft_helpers is None:
+            _nft_helpers = NftHelpers()
+        return _nft_helpers

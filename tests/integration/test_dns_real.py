@@ -172,3 +172,20 @@ def test_listener_is_ready_when_connect_returns(daemon):
     h.connect("fast", "f1")
     # the very first query after the API call returns must be answered
     assert dig_short(h, "f1", name(h, "f1")) == ["10.87.0.2"]
+
+
+def test_udp_answers_through_port_53_without_conntrack_tcp_through_dnat(daemon):
+    # Issue 13: UDP to 127.0.0.11:53 is rewritten statelessly to the listener's port (no
+    # conntrack entry per query) and its replies' source port back to 53: dig checks that the
+    # answer comes from 127.0.0.11:53. TCP keeps its DNAT. (The listener's own port is not
+    # for clients: its replies leave as from port 53.)
+    h = daemon
+    h.network("direct", IPAM={"Config": [{"Subnet": "10.88.0.0/24"}]})
+    h.sandbox("d1", "direct")
+    table = h.sandbox_exec("d1", "nft", "list", "table", "ip", "dnsd-dns").stdout
+    udp_port = int(table.split("udp dport set ")[1].split()[0])
+    assert "udp dport 53 dnat" not in table and f"udp sport {udp_port} notrack" in table
+    assert dig_short(h, "d1", name(h, "d1")) == ["10.88.0.2"]
+    assert dig_short(h, "d1", "+tcp", name(h, "d1")) == ["10.88.0.2"]
+    out = dig(h, "d1", "+tries=3", name(h, "d1"))
+    assert "SERVER: 127.0.0.11#53" in out and "status: NOERROR" in out

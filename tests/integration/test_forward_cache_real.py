@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 
 import pytest
 
-from tests.fakes.upstream import Behaviour, FakeUpstream, spoof
+from tests.fakes.upstream import Behaviour, FakeUpstream, slow, spoof
 
 from .harness import HostNamespace
 
@@ -60,7 +60,9 @@ async def lab(
 
 @pytest.mark.asyncio
 async def test_hundred_lookups_from_two_sandboxes_ask_upstream_once(host):
-    async with lab(host) as fake:
+    # The upstream answers after 0.3 s: both sandboxes' first lookups are in flight together
+    # and must be merged into one upstream query (the rest are cache hits).
+    async with lab(host, behaviour=slow(0.3)) as fake:
         outs = await asyncio.gather(*(dig(host, s, *[QNAME] * 50) for s in ("s1", "s2")))
         for out in outs:
             assert statuses(out) == ["NOERROR"] * 50, out

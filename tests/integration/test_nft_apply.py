@@ -190,9 +190,11 @@ def test_dns_redirect_answers_from_port_53_and_leaves_53_free(ns: str) -> None:
     assert before["udp"] is None and before["tcp"] is None  # control: only the DNAT routes it
     for _ in range(2):
         CLI.apply(render_dns_redirect(udp_port, tcp_port), netns=path(ns))
-    assert len(listed_rules(ns, "ip dnsd-dns output")) == 2
+    assert len(listed_rules(ns, "ip dnsd-dns output")) == 1  # TCP's DNAT
+    assert len(listed_rules(ns, "ip dnsd-dns udp_stateless")) == 2  # UDP both ways, notrack
     after = dns_probe(ns, udp_port, tcp_port)
-    # No SNAT rule needed: conntrack rewrites the replies' source back to 127.0.0.11:53.
+    # No SNAT rule needed: conntrack rewrites TCP replies' source back to 127.0.0.11:53, and
+    # the stateless rule UDP replies' source port.
     assert after == {
         "udp": ["answer:query", ["127.0.0.11", 53]],
         "tcp": ["tcp-answer", ["127.0.0.11", 53]],
@@ -350,3 +352,36 @@ def test_published_port_via_localhost_host_address_and_hairpin() -> None:
         assert world.connect("host", "127.0.0.1", 8081, timeout=0.5).startswith("FAIL")
         world.apply([])  # unpublished: gone
         assert world.connect("host", "127.0.0.1", 8080, timeout=0.5).startswith("FAIL")
+
+
+# --- in-process libnftables (issue 13: no fork and exec per sandbox namespace) ---
+
+
+def test_libnftables_applies_in_the_workers_namespace_only(ns: str) -> None:
+    from netcore.kernel.linux import LinuxKernel
+    from netcore.kernel.netns import NamespaceWorker
+    from netcore.nft.inproc import NftLib
+
+    assert NftLib.load() is not None, "libnftables.so.1 (package libnftables1) is missing"
+    own_before = sh("nft", "list", "tables")
+    worker = NamespaceWorker(path(ns))
+    # The daemon has thousands of descriptors: libnftables (select(2)) must not run in it.
+    spare = [os.open("/dev/null", os.O_RDONLY) for _ in range(1100)]
+    LinuxKernel().apply_dns_redirect(worker, 40053, 40054)
+    assert len(listed_rules(ns, "ip dnsd-dns udp_stateless")) == 2
+    assert sh("nft", "list", "tables") == own_before  # nothing in the daemon's namespace
+    LinuxKernel().remove_dns_redirect(path(ns), worker)
+    assert "ip dnsd-dns" not in tables(ns)
+    for fd in spare:
+        os.close(fd)
+
+
+def test_libnftables_refusal_names_the_failing_line(ns: str) -> None:
+    from netcore.kernel.netns import NamespaceWorker
+    from netcore.nft.inproc import NftLib
+
+    lib = NftLib.load()
+    assert lib is not None
+    with pytest.raises(NftError, match=r"(?s)sandbox.s namespace.*line 3: add rule inet dnsd-bad"):
+        NamespaceWorker(path(ns)).call(lambda: lib.apply_here(BAD.format(rule="frobnicate")))
+    assert "inet dnsd-bad" not in tables(ns)  # one transaction: nothing of it applied

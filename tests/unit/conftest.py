@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -10,6 +10,7 @@ import pytest_asyncio
 from aiohttp.test_utils import TestClient, TestServer
 
 from dnsd.api import create_app
+from dnsd.forward import Forwarder
 from netcore.engine import Engine
 from netcore.kernel.fake import FakeKernel
 from netcore.store.memory import MemoryStore
@@ -41,3 +42,19 @@ async def api(engine: Engine) -> AsyncIterator[TestClient]:
         yield client
     finally:
         await client.close()
+
+
+@pytest.fixture(autouse=True)
+def _close_forwarders(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every Forwarder a test makes keeps its upstream sockets open for reuse: close them."""
+    made: list[Forwarder] = []
+    original = Forwarder.__init__
+
+    def init(self: Forwarder, *args: object, **kwargs: object) -> None:
+        original(self, *args, **kwargs)  # type: ignore[arg-type]
+        made.append(self)
+
+    monkeypatch.setattr(Forwarder, "__init__", init)
+    yield
+    for forwarder in made:
+        forwarder.close()

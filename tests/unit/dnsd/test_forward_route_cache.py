@@ -4,8 +4,10 @@ sandbox's own loopback resolver kept private, and big answers not replayed over 
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
-from dnslib import QTYPE, RR, TXT, A, DNSRecord
+from dnslib import EDNS0, QTYPE, RR, TXT, A, DNSRecord
 
 from dnsd.core.answer import Forward
 from dnsd.core.wire import parse_query
@@ -39,6 +41,10 @@ class Forwarder:
         else:
             reply.add_answer(RR(request.q.qname, QTYPE.A, rdata=A("192.0.2.1"), ttl=60))
         return reply.pack()
+
+    def start(self, packet: bytes, query, upstreams, *, done, **kw: object) -> None:
+        task = asyncio.ensure_future(self.forward(packet, query, upstreams, **kw))
+        task.add_done_callback(lambda task: done(task.result()))
 
 
 class Listener:
@@ -159,3 +165,81 @@ async def test_an_answer_too_big_for_the_askers_udp_size_is_asked_again() -> Non
     assert route.cached(decision, A_ID) is None  # > 512 bytes: not for this UDP asker
     assert len(await route.forward(packet, decision, A_ID, tcp=True)) > 512
     assert len(forwarder.asked) == 1  # TCP: the cached answer fits
+
+
+class SlowForwarder(Forwarder):
+    """Answers after a moment, so that several askers are in flight at once."""
+
+    async def forward(self, packet: bytes, query, upstreams, **kw: object) -> bytes:
+        await asyncio.sleep(0.05)
+        return await super().forward(packet, query, upstreams, **kw)
+
+
+def question(name: str, ident: int, *, tcp_size: int | None = None) -> tuple[bytes, Forward]:
+    record = DNSRecord.question(name)
+    record.header.id = ident
+    if tcp_size is not None:
+        record.add_ar(EDNS0(udp_len=tcp_size))
+    packet = record.pack()
+    return packet, Forward(parse_query(packet))
+
+
+@pytest.mark.asyncio
+async def test_identical_misses_in_flight_are_asked_once_each_answered_as_asked() -> None:
+    route, _, _ = make_route()
+    slow = route.forwarder = SlowForwarder()  # type: ignore[assignment]
+    names = ["ext.example", "EXT.example", "eXt.ExAmPlE"]
+    asks = [question(name, 100 + i) for i, name in enumerate(names)]
+    asks.append(question("other.example", 200))
+    replies = await asyncio.gather(
+        *(
+            route.forward(p, d, sid, tcp=False)
+            for (p, d), sid in zip(asks, [A_ID, B_ID] * 2, strict=True)
+        )
+    )
+    assert sorted(name for name, _ in slow.asked) == ["ext.example.", "other.example."]
+    for (packet, _), raw in zip(asks, replies, strict=True):
+        reply = DNSRecord.parse(raw)
+        asked = DNSRecord.parse(packet)
+        assert reply.header.id == asked.header.id
+        assert raw[12 : 12 + len(packet) - 12] == packet[12:]  # the question, case and all
+        assert [str(rr.rdata) for rr in reply.rr] == ["192.0.2.1"]
+    assert route.cached(asks[1][1], A_ID) is not None  # and the answer was cached once
+    assert not route._flights
+
+
+@pytest.mark.asyncio
+async def test_misses_differing_in_transport_or_udp_size_are_not_merged() -> None:
+    route, _, _ = make_route()
+    slow = route.forwarder = SlowForwarder()  # type: ignore[assignment]
+    plain_packet, plain = question("ext.example", 1)
+    big_packet, big = question("ext.example", 2, tcp_size=4096)
+    await asyncio.gather(
+        route.forward(plain_packet, plain, A_ID, tcp=False),
+        route.forward(plain_packet, plain, A_ID, tcp=True),
+        route.forward(big_packet, big, A_ID, tcp=False),
+    )
+    assert len(slow.asked) == 3
+
+
+@pytest.mark.asyncio
+async def test_a_cancelled_asker_does_not_hold_up_the_others() -> None:
+    route, _, _ = make_route()
+    slow = route.forwarder = SlowForwarder()  # type: ignore[assignment]
+    packet, decision = question("ext.example", 7)
+    first = asyncio.ensure_future(route.forward(packet, decision, A_ID, tcp=False))
+    second = asyncio.ensure_future(route.forward(packet, decision, B_ID, tcp=False))
+    await asyncio.sleep(0.01)
+    first.cancel()
+    assert DNSRecord.parse(await second).header.id == 7
+    assert len(slow.asked) == 1
+
+
+@pytest.mark.asyncio
+async def test_merged_askers_of_an_opted_out_sandbox_still_ask_alone() -> None:
+    route, _, _ = make_route()
+    slow = route.forwarder = SlowForwarder()  # type: ignore[assignment]
+    route.update(route._sandboxes, HOST, frozenset({A_ID}))
+    packet, decision = question("ext.example", 9)
+    await asyncio.gather(*(route.forward(packet, decision, A_ID, tcp=False) for _ in range(3)))
+    assert len(slow.asked) == 3

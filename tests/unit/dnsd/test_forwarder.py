@@ -252,8 +252,11 @@ async def test_tcp_forwarding_uses_tcp_upstream() -> None:  # P04
 async def test_edns_passes_through_unchanged() -> None:  # F07, F13
     async with fakes("normal") as (up,):
         query = make_query(edns=True)
-        reply, _, _ = await ask(Forwarder(UpstreamHealth()), [up.upstream], query)
-    assert up.queries[0].data == query  # the client's bytes, id and OPT included
+        reply, _, raw = await ask(Forwarder(UpstreamHealth()), [up.upstream], query)
+    # The client's bytes, OPT included, under an id of our own (random, per query; the shared
+    # upstream socket tells its queries apart by it); the client gets its id back.
+    assert up.queries[0].data[2:] == query[2:]
+    assert raw[:2] == query[:2]
     assert up.queries[0].edns_size == 1232
     assert any(rr.rtype == QTYPE.OPT for rr in reply.ar)
 
@@ -394,7 +397,7 @@ async def test_answer_clears_a_penalty() -> None:
 
 
 @pytest.mark.asyncio
-async def test_cancelled_forward_closes_its_sockets() -> None:
+async def test_cancelled_forward_stops_waiting_and_close_closes_its_sockets() -> None:
     opened: list[socket.socket] = []
 
     def recording(family: int, kind: int) -> socket.socket:
@@ -419,8 +422,12 @@ async def test_cancelled_forward_closes_its_sockets() -> None:
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
+        assert forwarder.inflight("sb1") == 0
+        (pool,) = forwarder.pools._owners["sb1"].values()
+        assert not any(conn.pending for conn in pool.conns if conn is not None)
+        assert len(forwarder.deadlines(asyncio.get_running_loop())) <= 1  # its wake-up skipped
+        forwarder.forget("sb1")  # the sandbox goes: its sockets with it
     assert all(sock.fileno() == -1 for sock in opened)
-    assert forwarder.inflight("sb1") == 0
 
 
 @pytest.mark.asyncio

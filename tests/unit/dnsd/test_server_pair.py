@@ -20,11 +20,17 @@ class _Refuser:
 
     view = build_view(Snapshot())
 
-    def cached(self, decision, sandbox_id):
+    def cached(self, decision, sandbox_id, packet=b""):
+        return None
+
+    def hit_table(self, sandbox_id, view):
         return None
 
     async def forward(self, packet, decision, sandbox_id, *, tcp):
         return wire.empty_reply(decision.query, wire.REFUSED)
+
+    def forward_soon(self, packet, decision, sandbox_id, *, tcp, reply_to):
+        reply_to(wire.empty_reply(decision.query, wire.REFUSED))
 
 
 def _pair_sockets() -> tuple[socket.socket, socket.socket]:

@@ -1,12 +1,15 @@
-"""The per-namespace worker thread: runs jobs, leaves when idle, comes back on demand."""
+"""Namespace workers: jobs run inside their namespace on a small shared pool of threads, which
+return to the daemon's namespace after each job."""
 
 from __future__ import annotations
 
-import time
+import os
+import threading
 
 import pytest
 
 from netcore.errors import VanishedNamespace
+from netcore.kernel import netns
 from netcore.kernel.netns import NamespaceWorker
 from tests.support.requires import require_root
 
@@ -15,16 +18,10 @@ OWN = "/proc/self/ns/net"  # entering one's own namespace needs no privilege bey
 require_root("setns(2) into a network namespace")
 
 
-def test_runs_jobs_leaves_when_idle_and_returns():
-    worker = NamespaceWorker(OWN, idle_s=0.1)
-    assert not worker.running
+def test_runs_jobs_and_close_refuses_more():
+    worker = NamespaceWorker(OWN)
     assert worker.call(lambda: 41 + 1) == 42
-    assert worker.running
-    deadline = time.monotonic() + 3
-    while worker.running and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert not worker.running
-    with worker.socket(2, 2) as sock:  # AF_INET, SOCK_DGRAM: the thread came back
+    with worker.socket(2, 2) as sock:  # AF_INET, SOCK_DGRAM
         assert sock.fileno() >= 0
     worker.close()
     with pytest.raises(VanishedNamespace):
@@ -35,9 +32,29 @@ def test_errors_reach_the_caller():
     worker = NamespaceWorker(OWN)
     with pytest.raises(ZeroDivisionError):
         worker.call(lambda: 1 / 0)
-    worker.close()
 
 
 def test_a_missing_namespace_is_refused():
     with pytest.raises(VanishedNamespace):
         NamespaceWorker("/proc/999999999/ns/net")
+
+
+def test_many_namespaces_share_a_few_threads_that_enter_each_and_come_back(tmp_path):
+    name = f"nsw{os.getpid()}"
+    path = netns.create(name)
+    try:
+        home = os.stat(OWN).st_ino
+        inside = os.stat(path).st_ino
+        workers = [NamespaceWorker(path if i % 2 else OWN) for i in range(200)]
+        seen = [
+            w.call(lambda: (os.stat("/proc/thread-self/ns/net").st_ino, threading.get_native_id()))
+            for w in workers
+        ]
+        assert {ino for ino, _ in seen[1::2]} == {inside}
+        assert {ino for ino, _ in seen[0::2]} == {home}
+        tids = {tid for _, tid in seen}
+        assert 0 < len(tids) <= netns.POOL_THREADS
+        # After its job each pool thread is home again: none keeps the namespace alive.
+        assert {os.stat(f"/proc/self/task/{tid}/ns/net").st_ino for tid in tids} == {home}
+    finally:
+        netns.delete(name)

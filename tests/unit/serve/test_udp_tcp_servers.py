@@ -35,7 +35,10 @@ class FakeHandler:
         self.forwarded: list[bytes] = []
         self.hits: dict[bytes, bytes] = {}  # qname_lower -> cached reply (id replaced)
 
-    def cached(self, decision: Forward, sandbox_id: str) -> bytes | None:
+    def hit_table(self, sandbox_id: str, view: object) -> None:
+        return None
+
+    def cached(self, decision: Forward, sandbox_id: str, packet: bytes = b"") -> bytes | None:
         reply = self.hits.get(decision.query.qname_lower)
         return None if reply is None else decision.query.id.to_bytes(2, "big") + reply[2:]
 
@@ -44,6 +47,10 @@ class FakeHandler:
         reply = DNSRecord.parse(packet).reply()
         reply.header.rcode = RCODE.NXDOMAIN
         return reply.pack()
+
+    def forward_soon(self, packet: bytes, decision: Forward, sandbox_id: str, *, tcp, reply_to):
+        task = asyncio.ensure_future(self.forward(packet, decision, sandbox_id, tcp=tcp))
+        task.add_done_callback(lambda task: reply_to(task.result()))
 
 
 @pytest.mark.asyncio
