@@ -111,7 +111,7 @@ class UdpServer:
                     elif type(decision) is Forward:
                         reply = forward_cached(decision, sid, packet)  # no task either
                         if reply is None:
-                            self._spawn_forward(packet, decision, batch.sender(index))
+                            self._forward_soon(packet, decision, batch.sender(index))
                             continue
                         recalled(reply)
                     else:
@@ -137,7 +137,7 @@ class UdpServer:
     def cached_replies(self) -> int:
         return len(self._cache)
 
-    def _spawn_forward(self, packet: bytes, decision: Forward, addr: tuple[str, int]) -> None:
+    def _forward_soon(self, packet: bytes, decision: Forward, addr: tuple[str, int]) -> None:
         reply_to = partial(self._forwarded, addr, monotonic())
         self.handler.forward_soon(packet, decision, self.sandbox_id, tcp=False, reply_to=reply_to)
 
