@@ -17,7 +17,15 @@ import time
 from typing import TYPE_CHECKING
 
 from ..errors import Conflict
-from .etcd_client import EtcdUnavailable, absent, delete_op, put_op, value_is
+from .etcd_client import (
+    EtcdUnavailable,
+    absent,
+    delete_op,
+    put_op,
+    range_kvs,
+    range_op,
+    value_is,
+)
 
 if TYPE_CHECKING:
     from .etcd import EtcdStore
@@ -62,17 +70,23 @@ class HostLease:
         waited = False
         while True:
             self.id = client.lease_grant(self.ttl_s)
-            ok, _, _ = client.txn(
-                [absent(self.alive_key)], [put_op(self.alive_key, value, self.id)]
+            ok, responses, _ = client.txn(
+                [absent(self.alive_key)],
+                [put_op(self.alive_key, value, self.id)],
+                [range_op(self.alive_key)],
             )
             if ok:
                 return
             client.lease_revoke(self.id)
             self.id = 0
-            if time.monotonic() > deadline:
+            holder = _holder_addr(responses)
+            # Only this host's previous run (same underlay address) is waited for: a holder at
+            # another address is another host with the same id, refused at once.
+            if (holder is not None and holder != self.store.vtep) or time.monotonic() > deadline:
+                where = f" at {holder}" if holder else ""
                 raise Conflict(
-                    f"another dnsd holds --host-id {self.store.host_id} (its etcd lease stays "
-                    "alive): give each host its own --host-id"
+                    f"another dnsd holds --host-id {self.store.host_id}{where} (its etcd lease "
+                    "stays alive): give each host its own --host-id"
                 )
             if not waited:
                 log.warning(
@@ -142,3 +156,13 @@ class HostLease:
                 self.republish()
             except Exception:
                 log.exception("re-publish after a lost lease")
+
+
+def _holder_addr(responses: list) -> str | None:
+    """The underlay address in the alive key a failed claim read back (None: unreadable)."""
+    for kv in range_kvs(responses[0]) if responses else ():
+        try:
+            return json.loads(kv.value).get("addr")
+        except (ValueError, AttributeError):
+            return None
+    return None
