@@ -112,6 +112,7 @@ async def _serve(config: DaemonConfig, ready: asyncio.Event | None, fresh: bool)
     health = HealthMonitor(loop, follower.update_health, events.on_health)
     registry.subscribe(health.on_snapshot)
     engine.first_connect_hooks.append(follower.prepare_listener)
+    engine.first_connect_failed_hooks.append(follower.abandon_listener)
     if isinstance(store, SharedStore):  # several hosts: overlays, and the others' changes
         registry.subscribe(OverlayProgrammer(kernel).on_snapshot)
         store.follow(registry.apply_remote)

@@ -138,6 +138,10 @@ class Follower:
         """An engine hook: open a sandbox's listener while its first connect is under way."""
         self.listeners.prepare(sandbox)
 
+    def abandon_listener(self, sandbox: Sandbox) -> None:
+        """An engine hook: that first connect failed, the prepared listener is not wanted."""
+        self.listeners.abandon(sandbox.id)
+
     def clear_stale_redirects(self) -> None:
         """At start-up, once the listeners run: drop redirects left without a listener."""
         self.listeners.clear_stale_redirects(self._sandboxes.values())

@@ -82,6 +82,8 @@ class Engine:
         # Called with a sandbox when its first connect starts, before the kernel work: lets
         # the DNS side prepare its listener meanwhile (the connect commits, or it is dropped).
         self.first_connect_hooks: list[Callable[[Sandbox], None]] = []
+        # Called with the sandbox when such a connect failed for good (retries included).
+        self.first_connect_failed_hooks: list[Callable[[Sandbox], None]] = []
 
     # --- lifecycle ---
 
@@ -321,9 +323,17 @@ class Engine:
     # --- endpoints ---
 
     def connect(self, network_ref: str, sandbox_ref: str, req: ConnectRequest) -> Endpoint:
-        return self._retrying(  # type: ignore[return-value]
-            lambda: self._connect(network_ref, sandbox_ref, req)
-        )
+        try:
+            return self._retrying(  # type: ignore[return-value]
+                lambda: self._connect(network_ref, sandbox_ref, req)
+            )
+        except Exception:
+            with self._lock, contextlib.suppress(NotFound):
+                sandbox = self.registry.find_sandbox(sandbox_ref)
+                if not self.registry.endpoints_of(sandbox.id):  # its first: hooks were told
+                    for hook in self.first_connect_failed_hooks:
+                        hook(sandbox)
+            raise
 
     def _connect(self, network_ref: str, sandbox_ref: str, req: ConnectRequest) -> Endpoint:
         with self._lock:

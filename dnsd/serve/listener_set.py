@@ -84,9 +84,6 @@ class ListenerSet:
             prepared = {
                 sid: self._prepared.pop(sid) for sid, _ in to_start if sid in self._prepared
             }
-            for sid, future in list(self._prepared.items()):  # their connect failed
-                del self._prepared[sid]
-                future.add_done_callback(self._discard_prepared)
             fresh = [item for item in to_start if item[0] not in prepared]
             if len(fresh) > 1:  # a restart: nft runs once per namespace, so in parallel
                 with ThreadPoolExecutor(PARALLEL_STARTS) as pool:
@@ -118,6 +115,16 @@ class ListenerSet:
                 self._prepared[sandbox.id] = self._preparer.submit(
                     self._open_or_log, (sandbox.id, sandbox)
                 )
+
+    def abandon(self, sandbox_id: str) -> None:
+        """The engine gave up the first connect `prepare` was told of: close that listener.
+
+        Only the engine knows: a snapshot without the sandbox may just be another host's change
+        arriving while the connect is still under way (it must not cost the listener)."""
+        with self._lock:
+            future = self._prepared.pop(sandbox_id, None)
+        if future is not None:  # waited for: a retried connect must not race its redirect
+            self._discard_prepared(sandbox_id, future.result())
 
     def clear_stale_redirects(self, sandboxes: Iterable[Sandbox]) -> None:
         """At start-up: a daemon killed right after a disconnect left the DNS redirect of a
@@ -170,13 +177,17 @@ class ListenerSet:
             log.warning("dns listener for %s not started: %s", sandbox.name, exc)
             return None
 
-    def _discard_prepared(self, future: Future[SandboxSockets | None]) -> None:
-        sockets = future.result()
+    def _discard_prepared(self, sandbox_id: str, sockets: SandboxSockets | None) -> None:
         if sockets is None:
             return
         sockets.udp.close()
         sockets.tcp.close()
-        self._remove_redirect(sockets.netns_path)
+        # The redirect table is the namespace's, not this listener's: a listener started or
+        # prepared since (a retried connect) has put its own ports there.
+        with self._lock:
+            in_use = sandbox_id in self._running or sandbox_id in self._prepared
+            if not in_use:
+                self._remove_redirect(sockets.netns_path)
         sockets.worker.close()
 
     def _remove_redirect(self, netns_path: str) -> str | None:

@@ -222,15 +222,37 @@ async def test_a_listener_prepared_during_a_connect_is_adopted_or_discarded(tmp_
     kernel = kernel_with(web, cli)
     async with following(tmp_path, kernel) as (follower, _):
         follower.prepare_listener(web)
-        follower.prepare_listener(cli)  # this connect will fail: cli never shows up
+        follower.prepare_listener(cli)
         await eventually(lambda: kernel.calls.count("apply_dns_redirect " + cli.netns_path) == 1)
 
         await asyncio.to_thread(follower.on_snapshot, snapshot(1, web))
 
         assert kernel.calls.count(f"netns_worker {web.netns_path}") == 1  # adopted, not reopened
         assert addresses(await ask(follower, web, "web")) == ["10.1.0.2"]
-        await eventually(lambda: f"remove_dns_redirect {cli.netns_path}" in kernel.calls)
+        # A snapshot without cli (another host's change, say) leaves its listener prepared.
+        assert f"remove_dns_redirect {cli.netns_path}" not in kernel.calls
+        # The engine says its connect failed: the listener is closed, its redirect removed.
+        await asyncio.to_thread(follower.abandon_listener, cli)
+        assert f"remove_dns_redirect {cli.netns_path}" in kernel.calls
         assert cli.id not in follower.listeners
+
+
+@pytest.mark.asyncio
+async def test_a_change_arriving_during_a_connect_does_not_cost_its_listener(tmp_path):
+    """CI saw it on an overlay (2026-12-07): another host's endpoint arrived while this host's
+    first connect of d0 ran; the listener prepared for d0 was taken for a failed connect's and
+    closed, then removed the redirect of the one opened when the connect committed."""
+    web, d0 = sandbox("web", "b", tmp_path), sandbox("d0", "c", tmp_path)
+    kernel = kernel_with(web, d0)
+    async with following(tmp_path, kernel) as (follower, _):
+        follower.prepare_listener(d0)
+        await eventually(lambda: kernel.calls.count("apply_dns_redirect " + d0.netns_path) == 1)
+        await asyncio.to_thread(follower.on_snapshot, snapshot(1, web))  # the remote change
+        await asyncio.to_thread(follower.on_snapshot, snapshot(2, web, d0))  # d0's commit
+
+        assert kernel.calls.count(f"netns_worker {d0.netns_path}") == 1  # adopted, not reopened
+        assert f"remove_dns_redirect {d0.netns_path}" not in kernel.calls
+        assert addresses(await ask(follower, d0, "d0")) == ["10.1.0.3"]
 
 
 @pytest.mark.asyncio

@@ -95,6 +95,31 @@ def test_failed_attach_rolls_back_everything(engine, kernel):
     assert str(engine.connect("netA", "a", ConnectRequest()).ipv4) == "10.1.0.2"
 
 
+def test_first_connect_hooks_hear_of_the_start_and_of_a_failure_only(engine, kernel):
+    """The DNS side opens a sandbox's listener while its first connect runs; it is told when
+    that connect fails for good, and only then (a later connect prepares nothing)."""
+    engine.create_network(NetworkRequest.build("netA", subnet="10.1.0.0/24"))
+    engine.create_network(NetworkRequest.build("netB", subnet="10.2.0.0/24"))
+    _sandbox(engine, "a")
+    started: list[str] = []
+    failed: list[str] = []
+    engine.first_connect_hooks.append(lambda sandbox: started.append(sandbox.name))
+    engine.first_connect_failed_hooks.append(lambda sandbox: failed.append(sandbox.name))
+    kernel.fail_attach = NetlinkError("boom")
+    with pytest.raises(NetlinkError):
+        engine.connect("netA", "a", ConnectRequest())
+    assert (started, failed) == (["a"], ["a"])
+    kernel.fail_attach = None
+    engine.connect("netA", "a", ConnectRequest())
+    assert (started, failed) == (["a", "a"], ["a"])
+    with pytest.raises(Conflict):  # not a first connect: nothing was prepared, none to drop
+        engine.connect("netA", "a", ConnectRequest())
+    kernel.fail_attach = NetlinkError("boom")
+    with pytest.raises(NetlinkError):
+        engine.connect("netB", "a", ConnectRequest())
+    assert (started, failed) == (["a", "a"], ["a"])
+
+
 def test_disconnect_releases_and_serial_allocation_does_not_reuse_at_once(engine, kernel):
     engine.create_network(NetworkRequest.build("netA", subnet="10.1.0.0/24"))
     _sandbox(engine, "a")
