@@ -270,6 +270,7 @@ class Engine:
                 extra_hosts=req.extra_hosts,
                 ports=req.ports,
                 healthcheck=req.healthcheck,
+                labels=req.labels,
                 resolv_conf_path="" if mode == "host" else os.path.join(files, "resolv.conf"),
                 hosts_path="" if mode == "host" else os.path.join(files, "hosts"),
                 created=_now(),

@@ -107,6 +107,7 @@ class Sandbox:
     hosts_path: str = ""
     created: str = ""
     healthcheck: Healthcheck | None = None  # run by the daemon; None: no check
+    labels: tuple[tuple[str, str], ...] = ()  # the caller's, sorted (e.g. dnsd-cni's owner)
 
     @property
     def short_id(self) -> str:
@@ -174,12 +175,15 @@ _ADDRESS_TYPES = (IPv4Address, IPv6Address, IPv4Network, IPv6Network)
 _CLUSTER_ONLY = {"vni": None, "vtep": ""}
 # Likewise the fields of features few use (Docker's legacy links, health checks).
 _WRITTEN_WHEN_SET = {**_CLUSTER_ONLY, "links": (), "healthcheck": None}
+# A sandbox's labels came later than a network's (always written): only when it has some.
+_SANDBOX_WRITTEN_WHEN_SET = {**_WRITTEN_WHEN_SET, "labels": ()}
 
 
 def to_dict(obj: Any) -> dict[str, Any]:
     """A JSON-ready dict of a model object (addresses as strings, tuples as lists)."""
     data = asdict(obj)
-    for key, unset in _WRITTEN_WHEN_SET.items():
+    when_set = _SANDBOX_WRITTEN_WHEN_SET if isinstance(obj, Sandbox) else _WRITTEN_WHEN_SET
+    for key, unset in when_set.items():
         if key in data and data[key] == unset:
             del data[key]
     return _jsonable(data)
@@ -250,6 +254,7 @@ def sandbox_from_dict(d: dict[str, Any]) -> Sandbox:
     for key in ("dns_search", "dns_options"):
         kw[key] = _opt(tuple, kw.get(key))
     kw["extra_hosts"] = _pairs(kw.get("extra_hosts", ()))
+    kw["labels"] = _pairs(kw.get("labels", ()))  # absent in old rows
     kw["ports"] = tuple(port_from_dict(p) for p in kw.get("ports", ()))
     kw["healthcheck"] = healthcheck_from_dict(kw.get("healthcheck"))  # absent in old rows
     return Sandbox(**kw)

@@ -99,9 +99,15 @@ class NetworkRequest:
             )
         if self.mtu is not None and not 68 <= self.mtu <= 65535:
             raise InvalidArgument("must be between 68 and 65535", field="mtu")
-        for key, value in self.labels:
-            if not isinstance(key, str) or not isinstance(value, str):
-                raise InvalidArgument("label keys and values must be strings", field="Labels")
+        _check_labels(self.labels)
+
+
+def _check_labels(labels: tuple[tuple[str, str], ...]) -> None:
+    for key, value in labels:
+        if not isinstance(key, str) or not isinstance(value, str) or not key:
+            raise InvalidArgument(
+                "label keys (not empty) and values must be strings", field="Labels"
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,9 +145,11 @@ class SandboxRequest:
     network_mode: str = ""  # "", "none", "host", "container:<ref>", or a network to join
     connect: ConnectRequest = field(default_factory=ConnectRequest)
     healthcheck: Healthcheck | None = None  # parsed by netcore.healthcheck.parse_healthcheck
+    labels: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         validate_object_name(self.name, "Name")
+        _check_labels(self.labels)
         if self.hostname:
             validate_dns_name(self.hostname, "Hostname")
         if self.netns is not None and (

@@ -17,11 +17,11 @@ from netcore.requests import ConnectRequest, SandboxRequest, parse_port_bindings
 from ..health.shape import health_shape
 from ..health.state import Health
 from .bodies import Fields, json_object, query_filters
-from .handlers_networks import connect_request, engine_of, regex_match
+from .handlers_networks import connect_request, engine_of, labels_match, regex_match
 from .middleware import reply
 from .shapes import find_sandbox, sandbox_shape
 
-LIST_FILTERS = ("id", "name")
+LIST_FILTERS = ("id", "name", "label")
 
 
 class HealthView(Protocol):
@@ -100,6 +100,7 @@ def sandbox_request(body: Fields) -> SandboxRequest:
         network_mode=mode,
         connect=connect,
         healthcheck=parse_healthcheck(body.raw("Healthcheck")),
+        labels=tuple(sorted(body.string_map("Labels").items())),
     )
 
 
@@ -111,7 +112,7 @@ async def create_sandbox(request: web.Request) -> web.Response:
 
 
 async def list_sandboxes(request: web.Request) -> web.Response:
-    """GET /sandboxes[?filters={"name":{...}}]."""
+    """GET /sandboxes[?filters={"name":{...},"label":{"key[=value]":true}}]."""
     filters = query_filters(request, LIST_FILTERS)
     snapshot = engine_of(request).registry.snapshot()
     body = []
@@ -121,6 +122,8 @@ async def list_sandboxes(request: web.Request) -> web.Response:
         if "name" in filters and not any(regex_match(p, sandbox.name) for p in filters["name"]):
             continue
         if "id" in filters and not any(regex_match(p, sandbox.id) for p in filters["id"]):
+            continue
+        if "label" in filters and not labels_match(filters["label"], dict(sandbox.labels)):
             continue
         body.append(_with_health(request, snapshot, sandbox))
     return reply(body)

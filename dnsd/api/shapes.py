@@ -202,6 +202,7 @@ def sandbox_shape(snapshot: Snapshot, sandbox: Sandbox) -> dict[str, Any]:
         "Ports": ports_shape(sandbox),
         "ResolvConfPath": sandbox.resolv_conf_path,
         "HostsPath": sandbox.hosts_path,
+        "Labels": dict(sandbox.labels),
         "Networks": dict(sorted(attached.items())),
     }
 

@@ -198,8 +198,8 @@ class ApiClient:
 
     # --- sandboxes ---
 
-    def sandboxes(self) -> list[dict[str, Any]]:
-        return self.request("GET", "/sandboxes")
+    def sandboxes(self, filters: Mapping[str, list[str]] | None = None) -> list[dict[str, Any]]:
+        return self.request("GET", "/sandboxes", query=_filters(filters))
 
     def sandbox(self, ref: str) -> dict[str, Any]:
         return self.request("GET", f"/sandboxes/{_quote(ref)}")
@@ -223,6 +223,7 @@ class ApiClient:
         ifname: str | None = None,
         links: Sequence[str] = (),
         healthcheck: dict[str, Any] | None = None,
+        labels: Mapping[str, str] | None = None,
     ) -> str:
         """Create a sandbox (and join `network` at once); its id. `publish` items are
         `[IP:]HOST_PORT:PORT[/PROTO]`, `extra_hosts` items `NAME:ADDRESS`."""
@@ -237,6 +238,8 @@ class ApiClient:
             "PortBindings": port_bindings(publish),
             "NetworkMode": network,
         }
+        if labels:
+            body["Labels"] = dict(labels)
         if aliases or ipv4 or ipv6 or mac or ifname or links:
             body["EndpointConfig"] = _endpoint(aliases, ipv4, ipv6, mac, ifname, links)
         if healthcheck is not None:

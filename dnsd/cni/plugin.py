@@ -16,6 +16,7 @@ from typing import Any
 from netcore.kernel.netns import exists as netns_exists
 
 from ..cli.api_client import ApiClient, ApiError, DaemonUnreachable
+from .gc import NETWORK_LABEL, owner_labels, stale_attachments
 from .probe import AttachmentProblem, KernelProbe, Probe
 from .request import (
     CHECK_FAILED,
@@ -23,6 +24,7 @@ from .request import (
     DEFAULT_VERSION,
     INVALID_CONFIG,
     IO_FAILURE,
+    PLUGIN_NOT_AVAILABLE,
     SUPPORTED_VERSIONS,
     TRY_AGAIN_LATER,
     CniError,
@@ -44,13 +46,15 @@ def version_result(cni_version: str) -> dict[str, Any]:
 class Attachment:
     """ADD, CHECK and DEL of one invocation (not VERSION)."""
 
-    def __init__(self, inv: Invocation, client: ApiClient, probe: Probe) -> None:
+    def __init__(
+        self, inv: Invocation, client: ApiClient, probe: Probe, name: str | None = None
+    ) -> None:
         assert inv.conf is not None
         self.inv = inv
         self.conf: NetConf = inv.conf
         self.client = client
         self.probe = probe
-        self.name = inv.sandbox_name
+        self.name = name or inv.sandbox_name
 
     def _call(
         self, what: str, fn: Callable[..., Any], *args: Any, ok: tuple[int, ...] = (), **kw: Any
@@ -105,6 +109,7 @@ class Attachment:
                 netns=self.inv.netns,
                 network=network,
                 publish=self.conf.publish,
+                labels=owner_labels(self.inv),
                 **endpoint,
             )
         elif network not in sandbox["Networks"]:
@@ -116,6 +121,34 @@ class Attachment:
                 f"it is already connected as {sandbox['Networks'][network]['InterfaceName']}",
             )
         return self._result(network)
+
+    # --- STATUS (1.1) ---
+
+    def status(self) -> None:
+        """Ready when the daemon answers and an ADD would find (or make) the network."""
+        try:
+            self._network()
+        except CniError as exc:
+            raise CniError(PLUGIN_NOT_AVAILABLE, exc.msg, exc.details) from None
+
+    # --- GC (1.1) ---
+
+    def collect_garbage(self) -> None:
+        """Take down, as DEL would, every attachment this CNI network made on its dnsd network
+        that the runtime no longer lists (`gc` module); go on past failures, report them all."""
+        network = self._network()
+        mine = {"label": [f"{NETWORK_LABEL}={self.conf.name}"]}
+        listed = self._call("cannot list sandboxes", self.client.sandboxes, mine)
+        stale = stale_attachments(listed, self.conf.name, network, self.inv.valid_attachments)
+        failures = []
+        for name, container_id, ifname in stale:
+            inv = Invocation("DEL", self.inv.cni_version, container_id, "", ifname, (), self.conf)
+            try:
+                Attachment(inv, self.client, self.probe, name=name).delete()
+            except CniError as exc:
+                failures.append(f"{name} ({container_id[:12]}/{ifname}): {exc}")
+        if failures:
+            raise CniError(DAEMON_REFUSED, "GC left attachments behind", "; ".join(failures))
 
     def _network(self) -> str:
         """The dnsd network's name; created with defaults when the config says `create`."""
@@ -213,8 +246,12 @@ def run(inv: Invocation, probe: Probe | None = None) -> dict[str, Any] | None:
         return attachment.add()
     if inv.command == "CHECK":
         attachment.check()
-    else:
+    elif inv.command == "DEL":
         attachment.delete()
+    elif inv.command == "STATUS":
+        attachment.status()
+    else:
+        attachment.collect_garbage()
     return None
 
 

@@ -19,9 +19,11 @@ from netcore.names import validate_dns_name, validate_ifname, validate_object_na
 from ..config import DEFAULT_API_SOCKET
 
 # Spec versions whose results we can shape; 0.3.x and 0.4.0 share one layout, 1.0.0 another.
-SUPPORTED_VERSIONS = ("0.3.0", "0.3.1", "0.4.0", "1.0.0")
+# 1.1.0 adds STATUS and GC; its results have 1.0.0's layout.
+SUPPORTED_VERSIONS = ("0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")
 DEFAULT_VERSION = "1.0.0"  # what VERSION answers with when stdin names none
-COMMANDS = ("ADD", "DEL", "CHECK", "VERSION")
+COMMANDS = ("ADD", "DEL", "CHECK", "VERSION", "STATUS", "GC")
+NETWORK_WIDE = ("STATUS", "GC")  # about the network, not one container: no CNI_CONTAINERID
 
 # Well-known error codes (CNI spec, "Error codes 1-99 must not be used other than as specified").
 INCOMPATIBLE_VERSION = 1
@@ -31,6 +33,7 @@ IO_FAILURE = 5
 DECODE_FAILURE = 6
 INVALID_CONFIG = 7
 TRY_AGAIN_LATER = 11
+PLUGIN_NOT_AVAILABLE = 50  # STATUS: ADD cannot be served now
 # Ours (100 and up): the daemon refused the change, or what CHECK found is not what ADD made.
 DAEMON_REFUSED = 100
 CHECK_FAILED = 101
@@ -80,6 +83,8 @@ class Invocation:
     ifname: str = ""
     args: tuple[tuple[str, str], ...] = ()  # CNI_ARGS
     conf: NetConf | None = None  # None only for VERSION
+    # GC: the attachments (container id, interface) the runtime still has on this network
+    valid_attachments: frozenset[tuple[str, str]] = frozenset()
 
     @property
     def sandbox_name(self) -> str:
@@ -119,12 +124,16 @@ def parse_invocation(env: Mapping[str, str], stdin: bytes) -> Invocation:
         return Invocation(command, version)
     conf_data = _decode(stdin)
     conf = parse_conf(conf_data, parse_cni_args(env.get("CNI_ARGS", "")))
-    if command == "CHECK" and _version_tuple(conf.cni_version) < (0, 4, 0):
+    since = {"CHECK": (0, 4, 0), "STATUS": (1, 1, 0), "GC": (1, 1, 0)}.get(command, (0,))
+    if _version_tuple(conf.cni_version) < since:
         raise CniError(
             INCOMPATIBLE_VERSION,
-            "config version does not allow CHECK",
-            f"cniVersion {conf.cni_version}: CHECK needs 0.4.0 or later",
+            f"config version does not allow {command}",
+            f"cniVersion {conf.cni_version}: {command} needs {'.'.join(map(str, since))} or later",
         )
+    if command in NETWORK_WIDE:
+        attachments = valid_attachments(conf_data) if command == "GC" else frozenset()
+        return Invocation(command, conf.cni_version, conf=conf, valid_attachments=attachments)
     missing = [k for k in ("CNI_CONTAINERID", "CNI_IFNAME") if not env.get(k)]
     if command != "DEL" and not env.get("CNI_NETNS"):
         missing.append("CNI_NETNS")  # DEL may come after the namespace is gone
@@ -198,6 +207,24 @@ def parse_conf(data: Mapping[str, Any], args: tuple[tuple[str, str], ...] = ()) 
         mac=_mac(runtime.get("mac") or dict(args).get("MAC")),
         prev_result=prev,
     )
+
+
+def valid_attachments(data: Mapping[str, Any]) -> frozenset[tuple[str, str]]:
+    """GC's `cni.dev/valid-attachments` (libcni also sends it as `cni.dev/attachments`)."""
+    items = data.get("cni.dev/valid-attachments", data.get("cni.dev/attachments"))
+    if items is None:
+        raise _invalid("cni.dev/valid-attachments: GC needs the list of attachments to keep")
+    if not isinstance(items, list):
+        raise _invalid("cni.dev/valid-attachments: must be a list")
+    out = set()
+    for item in items:
+        if not isinstance(item, dict) or not isinstance(item.get("containerID"), str):
+            raise _invalid(f"cni.dev/valid-attachments: {item!r} is not {{containerID, ifname}}")
+        ifname = item.get("ifname", "")
+        if not isinstance(ifname, str):
+            raise _invalid(f"cni.dev/valid-attachments: ifname {ifname!r} is not a string")
+        out.add((item["containerID"], ifname))
+    return frozenset(out)
 
 
 # --- pieces ---

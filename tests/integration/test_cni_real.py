@@ -113,3 +113,29 @@ def test_errors_from_a_real_daemon(daemon):
     status, err = cni(h, "ADD", "lone", socket=str(h.tmp / "no.sock"))
     assert status == 1 and err["msg"] == f"cannot reach dnsd at {h.tmp / 'no.sock'}"
     assert h.ok("GET", "/sandboxes") == []
+
+
+def test_status_and_gc_of_cni_1_1(daemon):
+    h = daemon
+    h.network("app", IPAM={"Config": [{"Subnet": "10.78.0.0/24"}]})
+    container(h, "keep")
+    container(h, "leak")
+    assert cni(h, "STATUS", "keep", cniVersion="1.1.0") == (0, None)
+    status, err = cni(h, "STATUS", "keep", cniVersion="1.1.0", socket=str(h.tmp / "no.sock"))
+    assert status == 1 and err["code"] == 50, err
+    for short in ("keep", "leak"):
+        status, result = cni(h, "ADD", short, cniVersion="1.1.0")
+        assert status == 0, result
+    assert len(veths(h)) == 2
+    # The runtime lost track of "leak" (no DEL ever came): GC with the one it still has.
+    keep_id = b"keep".hex().ljust(64, "0")
+    valid = [{"containerID": keep_id, "ifname": "eth0"}]
+    status, out = cni(h, "GC", "keep", cniVersion="1.1.0", **{"cni.dev/valid-attachments": valid})
+    assert (status, out) == (0, None)
+    assert [s["Name"] for s in h.ok("GET", "/sandboxes")] == [h.sandbox_name("keep")]
+    assert len(veths(h)) == 1
+    leak = h.sandbox_name("leak")
+    assert "eth0" not in run("ip", "-n", leak, "-o", "link").stdout
+    dig = run("ip", "netns", "exec", h.sandbox_name("keep"), "dig", "+short", "+tries=1",
+              "+time=5", "@127.0.0.11", leak, check=False)  # fmt: skip
+    assert dig.stdout.split() == [], dig.stdout

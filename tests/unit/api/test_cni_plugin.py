@@ -189,3 +189,53 @@ def test_ifname_already_used_in_the_sandbox(cni, app, engine):
     status, err = cni("ADD", name="back")  # eth0 again
     assert status == 1 and err["code"] == 7
     assert "already has an interface eth0" in err["details"]
+
+
+# --- CNI 1.1: STATUS and GC ---
+
+
+def test_status_is_ready_only_when_an_add_could_succeed(cni, app, short_tmp):
+    assert cni("STATUS", cniVersion="1.1.0") == (0, None)  # no container: none needed
+    status, err = cni("STATUS", cniVersion="1.1.0", network="nope")
+    assert status == 1 and err["code"] == 50 and err["msg"] == "unknown network nope"
+    assert cni("STATUS", cniVersion="1.1.0", network="nope", create=True) == (0, None)
+    sock = f"{short_tmp}/nothing.sock"
+    status, err = cni("STATUS", cniVersion="1.1.0", socket=sock)
+    assert status == 1 and err["code"] == 50 and err["msg"] == f"cannot reach dnsd at {sock}"
+    status, err = cni("STATUS")  # a 1.0.0 configuration has no STATUS
+    assert status == 1 and err["code"] == 1 and "STATUS needs 1.1.0" in err["details"]
+
+
+def test_gc_takes_down_only_this_networks_unlisted_attachments(cni, app, engine, kernel):
+    other_cid, stranger_cid = "b" * 64, "c" * 64
+    for path in ("/run/netns/cni-test-2", "/run/netns/cni-test-3"):
+        kernel.add_foreign_netns(path)
+    assert cni("ADD", cniVersion="1.1.0", args="K8S_POD_NAME=kept")[0] == 0
+    netns2 = "/run/netns/cni-test-2"
+    assert (
+        cni("ADD", cniVersion="1.1.0", args="K8S_POD_NAME=gone", cid=other_cid, netns=netns2)[0]
+        == 0
+    )
+    # The same dnsd network through another CNI network's configuration: not ours to collect.
+    status, _ = cni(
+        "ADD", name="alt", network="app", cid=stranger_cid, netns="/run/netns/cni-test-3"
+    )
+    assert status == 0
+    engine.create_sandbox(SandboxRequest(name="api-made", network_mode="app"))  # no labels
+    labels = engine.registry.find_sandbox("kept").labels
+    assert dict(labels) == {"dnsd.cni.container-id": CID, "dnsd.cni.network": "app"}
+
+    valid = [{"containerID": CID, "ifname": "eth0"}, {"containerID": "x" * 64, "ifname": "eth0"}]
+    assert cni("GC", cniVersion="1.1.0", **{"cni.dev/valid-attachments": valid}) == (0, None)
+    names = sorted(s.name for s in engine.registry.sandboxes.values())
+    assert names == ["api-made", "c" * 12, "kept"]
+    # A listed container on another interface is not this attachment.
+    valid = [{"containerID": CID, "ifname": "net9"}]
+    assert cni("GC", cniVersion="1.1.0", **{"cni.dev/attachments": valid}) == (0, None)
+    assert sorted(s.name for s in engine.registry.sandboxes.values()) == ["api-made", "c" * 12]
+
+    status, err = cni("GC", cniVersion="1.1.0")
+    assert status == 1 and err["code"] == 7 and "cni.dev/valid-attachments" in err["details"]
+    bad = [{"ifname": "eth0"}]
+    status, err = cni("GC", cniVersion="1.1.0", **{"cni.dev/valid-attachments": bad})
+    assert status == 1 and err["code"] == 7 and "is not {containerID, ifname}" in err["details"]

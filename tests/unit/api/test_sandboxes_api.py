@@ -53,8 +53,10 @@ async def test_create_with_every_field(api, net):
         NetworkMode="apps",
         EndpointConfig={"Aliases": ["www"], "IPAMConfig": {"IPv4Address": "10.70.0.50"}},
         FutureField=[1, 2],  # unknown fields are ignored
+        Labels={"team": "web", "tier": ""},
     )
     body = await json_body(await api.get("/sandboxes/full"), 200)
+    assert body["Labels"] == {"team": "web", "tier": ""}
     assert body["Hostname"] == "full.example"
     assert body["Dns"] == ["9.9.9.9"] and body["DnsSearch"] == ["corp.example"]
     assert body["DnsOptions"] == ["ndots:2"]
@@ -133,6 +135,9 @@ async def test_adopted_namespace(api, kernel: FakeKernel):
         (b'{"Name": "ok", "ExtraHosts": ["nocolon"]}', "ExtraHosts"),
         (b'{"Name": "ok", "ExtraHosts": ["h:notanip"]}', "ExtraHosts"),
         (b'{"Name": "ok", "ExtraHosts": [1]}', "ExtraHosts"),
+        (b'{"Name": "ok", "Labels": ["a=b"]}', "Labels"),
+        (b'{"Name": "ok", "Labels": {"a": 1}}', "Labels"),
+        (b'{"Name": "ok", "Labels": {"": "x"}}', "Labels"),
         (b'{"Name": "ok", "PortBindings": []}', "PortBindings"),
         (b'{"Name": "ok", "PortBindings": {"80/tcp": 5}}', "PortBindings"),
         (b'{"Name": "ok", "PortBindings": {"80/tcp": [{"HostPort": 80}]}}', "PortBindings"),
@@ -198,8 +203,11 @@ async def test_concurrent_creates_of_one_name_exactly_one_wins(api, engine, net)
 
 
 async def test_list_filters(api):
-    await _create(api, "alpha")
-    beta = await _create(api, "beta")
+    await _create(api, "alpha", Labels={"team": "web"})
+    beta = await _create(api, "beta", Labels={"team": "db"})
+    for wanted, names in (("team", ["alpha", "beta"]), ("team=db", ["beta"]), ("x", [])):
+        resp = await api.get("/sandboxes", params={"filters": json.dumps({"label": [wanted]})})
+        assert [s["Name"] for s in await json_body(resp, 200)] == names
     resp = await api.get("/sandboxes", params={"filters": '{"name":{"alp":true}}'})
     assert [s["Name"] for s in await json_body(resp, 200)] == ["alpha"]
     resp = await api.get("/sandboxes", params={"filters": json.dumps({"id": [beta[:6]]})})

@@ -192,5 +192,20 @@ def test_version_answer():
     assert status == 0
     assert json.loads(out) == {
         "cniVersion": "0.4.0",
-        "supportedVersions": ["0.3.0", "0.3.1", "0.4.0", "1.0.0"],
+        "supportedVersions": ["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"],
     }
+
+
+def test_status_and_gc_are_about_the_network_not_a_container():
+    bare = env(CNI_CONTAINERID=None, CNI_NETNS=None, CNI_IFNAME=None)
+    inv = parse_invocation({**bare, "CNI_COMMAND": "STATUS"}, conf(cniVersion="1.1.0"))
+    assert (inv.command, inv.container_id, inv.conf.name) == ("STATUS", "", "app")
+    valid = [{"containerID": CID, "ifname": "eth0"}, {"containerID": "other"}]
+    stdin = conf(cniVersion="1.1.0", **{"cni.dev/valid-attachments": valid})
+    inv = parse_invocation({**bare, "CNI_COMMAND": "GC"}, stdin)
+    assert inv.valid_attachments == {(CID, "eth0"), ("other", "")}
+    error = refusal({**bare, "CNI_COMMAND": "GC"}, conf())  # 1.0.0 has no GC
+    assert error.code == INCOMPATIBLE_VERSION and "GC needs 1.1.0 or later" in error.details
+    stdin = conf(cniVersion="1.1.0", **{"cni.dev/valid-attachments": {"a": 1}})
+    error = refusal({**bare, "CNI_COMMAND": "GC"}, stdin)
+    assert error.code == INVALID_CONFIG and "must be a list" in error.details
