@@ -194,6 +194,7 @@ def cmd_sandbox_create(client: ApiClient, args: argparse.Namespace) -> int:
             ipv4=args.ip,
             links=args.link,
             healthcheck=check,
+            labels=_pairs(args.label, "--label"),
         )
     except ValueError as exc:  # a --publish spec the client could not read
         raise UsageError(f"--publish {exc}") from None

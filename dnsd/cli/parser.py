@@ -268,6 +268,7 @@ def _add_sandbox(sub: Any, conn: argparse.ArgumentParser, fmt: argparse.Argument
         ("--add-host", {**MANY, "metavar": "NAME:IP", "help": "an extra hosts line (repeat)"}),
         ("--publish", "-p", {**MANY, "metavar": "[IP:]HOST_PORT:PORT[/PROTO]",
                              "help": "publish a port on the host (repeat)"}),
+        ("--label", {**MANY, "metavar": "KEY=VALUE", "help": "label (repeat)"}),
         *HEALTH_FLAGS,
     )  # fmt: skip
     _command(

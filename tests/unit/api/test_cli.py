@@ -115,9 +115,10 @@ def test_sandbox_lifecycle(served, engine: Engine):
         served, "sandbox", "create", "web", "--network", "apps", "--alias", "www",
         "--ip", "10.81.0.7", "--hostname", "web.example", "--dns", "9.9.9.9",
         "--dns-search", "corp.example", "--dns-option", "ndots:1", "--add-host", "db:10.0.0.9",
-        "-p", "8080:80", "--publish", "127.0.0.1:5353:53/udp",
+        "-p", "8080:80", "--publish", "127.0.0.1:5353:53/udp", "--label", "team=web",
     )).strip()  # fmt: skip
     sandbox = engine.registry.sandboxes[box_id]
+    assert sandbox.labels == (("team", "web"),)
     assert sandbox.hostname == "web.example" and sandbox.dns == ("9.9.9.9",)
     assert sandbox.dns_search == ("corp.example",) and sandbox.dns_options == ("ndots:1",)
     assert sandbox.extra_hosts == (("db", "10.0.0.9"),)
