@@ -28,7 +28,6 @@ from .errors import (
     NameInUse,
     NetworkInUse,
     NotFound,
-    PoolOverlap,
     VanishedNamespace,
 )
 from .healthcheck import Healthcheck
@@ -38,7 +37,7 @@ from .kernel.base import Kernel
 from .kernel.netns import named_path
 from .model import Endpoint, Network, Sandbox
 from .names import new_id, validate_ifname
-from .overlay import VXLAN_OVERHEAD, next_vni
+from .overlay import check_host_routes, overlay_fields
 from .reconcile import reconcile
 from .registry import Registry, delete, put
 from .requests import ConnectRequest, NetworkRequest, SandboxRequest
@@ -122,26 +121,11 @@ class Engine:
         return self._retrying(lambda: self._create_network(req))  # type: ignore[return-value]
 
     def _overlay_fields(self, req: NetworkRequest) -> dict:
-        """VNI and MTU of a new overlay network (MTU: the underlay's less VXLAN's headers)."""
-        if self.config.advertise_addr is None:
-            raise InvalidArgument(
-                "overlay networks span hosts: start dnsd with --store etcd://HOST:PORT "
-                "--advertise-addr ADDRESS",
-                field="Driver",
-            )
-        mtu = req.mtu or self.kernel.underlay_mtu(self.config.advertise_addr) - VXLAN_OVERHEAD
-        return {"vni": next_vni(list(self.registry.networks.values())), "mtu": mtu}
+        networks = self.registry.networks.values()
+        return overlay_fields(req.mtu, self.config.advertise_addr, self.kernel, networks)
 
     def _check_host_routes(self, network: Network) -> None:
-        """An overlay subnet must not shadow a route of this host (other hosts check theirs
-        when they first connect)."""
-        subnet = network.ipv4.subnet
-        for prefix in self._host_prefixes():
-            if prefix.version == 4 and prefix != subnet and prefix.overlaps(subnet):
-                raise PoolOverlap(
-                    f"overlay subnet {subnet} overlaps the route {prefix} of host "
-                    f"{self.config.host_id or 'this host'}: choose another subnet"
-                )
+        check_host_routes(network, self._host_prefixes(), self.config.host_id)
 
     def _create_network(self, req: NetworkRequest) -> Network:
         with self._lock:

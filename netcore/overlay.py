@@ -11,9 +11,18 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass
+from ipaddress import IPv4Network, IPv6Network
+from typing import TYPE_CHECKING
 
+from .errors import InvalidArgument, PoolOverlap
 from .model import Network, Snapshot
+
+if TYPE_CHECKING:
+    from .kernel.base import Kernel
+
+IPNetwork = IPv4Network | IPv6Network
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +69,32 @@ def next_vni(networks: list[Network]) -> int:
 
         raise PoolExhausted("every VXLAN id is in use: remove unused overlay networks")
     return vni
+
+
+def overlay_fields(
+    mtu: int | None, advertise_addr: str | None, kernel: Kernel, networks: Iterable[Network]
+) -> dict[str, int]:
+    """VNI and MTU of a new overlay network (MTU: the underlay's less VXLAN's headers)."""
+    if advertise_addr is None:
+        raise InvalidArgument(
+            "overlay networks span hosts: start dnsd with --store etcd://HOST:PORT "
+            "--advertise-addr ADDRESS",
+            field="Driver",
+        )
+    mtu = mtu or kernel.underlay_mtu(advertise_addr) - VXLAN_OVERHEAD
+    return {"vni": next_vni(list(networks)), "mtu": mtu}
+
+
+def check_host_routes(network: Network, prefixes: Iterable[IPNetwork], host_id: str) -> None:
+    """An overlay subnet must not shadow a route of this host (other hosts check theirs
+    when they first connect)."""
+    subnet = network.ipv4.subnet
+    for prefix in prefixes:
+        if prefix.version == 4 and prefix != subnet and prefix.overlaps(subnet):
+            raise PoolOverlap(
+                f"overlay subnet {subnet} overlaps the route {prefix} of host "
+                f"{host_id or 'this host'}: choose another subnet"
+            )
 
 
 class OverlayProgrammer:
