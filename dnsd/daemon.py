@@ -131,7 +131,7 @@ async def _serve(config: DaemonConfig, ready: asyncio.Event | None, fresh: bool)
     if query_log is not None:
         query_log.sandbox_name = follower.sandbox_name
         query_log.start()
-    status = DaemonStatus(config, engine, follower, forwarder, query_log, health)
+    status = DaemonStatus(config, engine, follower, forwarder, query_log, health, host_dns)
     api_stats = ApiStats()
     metrics = (
         build_registry(status.sources(book, api_stats, __version__)) if book is not None else None

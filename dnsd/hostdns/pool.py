@@ -32,7 +32,8 @@ def local_links() -> frozenset[str]:
 
 
 class HostListeners:
-    """Address -> listener. Not thread-safe: the caller serialises every method."""
+    """Address -> listener. The caller serialises every method; `addresses` may be read from
+    any thread (a tuple replaced whole)."""
 
     def __init__(self, handler: QueryHandler) -> None:
         self.handler = handler
@@ -40,10 +41,7 @@ class HostListeners:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._unbindable: set[HostAddress] = set()  # logged already; cleared once bound
         self._closed = False
-
-    @property
-    def addresses(self) -> tuple[HostAddress, ...]:
-        return tuple(self._open)
+        self.addresses: tuple[HostAddress, ...] = ()  # open now
 
     def bind_static(self, addresses: Iterable[HostAddress]) -> None:
         """Bind every static address, or none (InvalidArgument naming the flag)."""
@@ -58,6 +56,7 @@ class HostListeners:
             raise
         for address, socks in opened:
             self._open[address] = HostListener(address, socks, self.handler)
+        self.addresses = tuple(self._open)
 
     async def start(self) -> None:
         """Serve the static listeners (on the loop); from here `reconcile` may open more."""
@@ -78,10 +77,12 @@ class HostListeners:
         for address in plan.open:
             self._open_one(address)
         self._unbindable.intersection_update(wanted)
+        self.addresses = tuple(self._open)
 
     def close(self) -> None:
         """Close every listener (a thread other than the loop's); nothing opens after."""
         self._closed = True
+        self.addresses = ()
         while self._open:
             _, listener = self._open.popitem()
             if self._loop is None:  # never served: nothing on the loop to stop

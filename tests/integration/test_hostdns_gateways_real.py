@@ -38,6 +38,9 @@ def _listening(h: HostNamespace, address: str) -> list[str]:
 def test_gateway_of_a_network_created_after_start_answers_and_goes_with_it(gateways):
     h = gateways
     assert _listening(h, GATEWAY) == []  # no user network yet
+    bridge = h.ok("GET", "/networks/bridge")["IPAM"]["Config"][0]["Gateway"]
+    default = f"{bridge}:53"
+    assert h.ok("GET", "/info")["Dnsd"]["HostDns"] == [default]
     for round_ in range(2):  # created, removed, created again
         h.network("app", IPAM={"Config": [{"Subnet": SUBNET}]})
         h.sandbox("web", "app")
@@ -49,9 +52,12 @@ def test_gateway_of_a_network_created_after_start_answers_and_goes_with_it(gatew
         assert host_short(h, "+tcp", web, server=GATEWAY) == ["10.97.0.2"]
         assert "status: REFUSED" in host_dig(h, "example.com", server=GATEWAY)
         assert len(_listening(h, GATEWAY)) == 2  # UDP and TCP, opened once
+        open_now = h.ok("GET", "/info")["Dnsd"]["HostDns"]
+        assert open_now == [default, f"{GATEWAY}:53"]  # the default bridge is one too
         h.ok("DELETE", f"/sandboxes/{h.sandbox_name('web')}")
         h.ok("DELETE", "/networks/app")
         assert _listening(h, GATEWAY) == []  # closed when the API answered: the port is free
+        assert h.ok("GET", "/info")["Dnsd"]["HostDns"] == [default]
         assert "status: NOERROR" not in host_dig(h, "+time=1", web, server=GATEWAY)
     assert h.log().count(f"host dns listening on {GATEWAY}:53") == 2
 
