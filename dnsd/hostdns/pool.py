@@ -120,7 +120,17 @@ class HostListeners:
 
     def _on_loop(self, coro: Coroutine[object, object, None]) -> None:
         assert self._loop is not None
+        if _running_loop() is self._loop:  # waiting here would block the loop it waits for
+            coro.close()
+            raise RuntimeError("host listeners are opened and closed off the event loop")
         asyncio.run_coroutine_threadsafe(coro, self._loop).result(ON_LOOP_TIMEOUT_S)
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
 
 
 async def _close(listener: HostListener) -> None:

@@ -25,7 +25,7 @@ from dnsd.hostdns.listener import HostAddress
 from dnsd.hostdns.resolved import LinkSettings
 from dnsd.hostdns.service import HostDns, HostDnsConfig
 from netcore.errors import InvalidArgument
-from tests.support.dns import query, rcode, reply_addresses
+from tests.support.dns import exchange, query, rcode, reply_addresses
 from tests.support.snapshots import endpoint, network, sandbox, snapshot
 
 APP = network("a" * 64, "app", "br-app", "10.1.0.0/24", v6="fd00:1::/64")
@@ -116,20 +116,7 @@ def _port_free(address: tuple[str, int]) -> bool:
 
 
 async def _ask(address: tuple[str, int], name: str, *, tcp: bool = False) -> bytes:
-    loop = asyncio.get_running_loop()
-    packet = query(name)
-    if tcp:
-        reader, writer = await asyncio.open_connection(*address)
-        writer.write(len(packet).to_bytes(2, "big") + packet)
-        size = int.from_bytes(await reader.readexactly(2), "big")
-        data = await reader.readexactly(size)
-        writer.close()
-        return data
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.setblocking(False)
-        await loop.sock_connect(sock, address)
-        await loop.sock_sendall(sock, packet)
-        return await asyncio.wait_for(loop.sock_recv(sock, 4096), 5)
+    return await exchange(address, query(name), tcp=tcp)
 
 
 class RecordingResolved:
@@ -207,5 +194,21 @@ async def test_a_static_address_equal_to_a_gateway_is_opened_once_and_kept():
         await asyncio.to_thread(service.on_snapshot, snapshot([], [], [], 2))
         assert service.addresses == (static,)  # static: for the daemon's whole life
         assert rcode(await _ask((gateway, port), "x.same")) == "REFUSED"
+    finally:
+        await service.close()
+
+
+@pytest.mark.asyncio
+async def test_following_on_the_loop_itself_is_refused_not_a_deadlock(caplog):
+    net = _loopback_network("onloop", random.randrange(50000, 60000))
+    port = _free_port(str(net.ipv4.gateway))
+    service = HostDns(HostDnsConfig(gateway_port=port), links=lambda: {"lo"})
+    service.bind()
+    await service.start()
+    try:
+        caplog.set_level(logging.WARNING, logger="dnsd.hostdns")
+        service.on_snapshot(snapshot([net], [], [], 1))  # wrongly on the loop: returns at once
+        assert service.addresses == ()
+        assert "off the event loop" in caplog.text
     finally:
         await service.close()
