@@ -131,7 +131,7 @@ async def _serve(config: DaemonConfig, ready: asyncio.Event | None, fresh: bool)
     if query_log is not None:
         query_log.sandbox_name = follower.sandbox_name
         query_log.start()
-    status = DaemonStatus(config, engine, follower, forwarder, query_log, health)
+    status = DaemonStatus(config, engine, follower, forwarder, query_log, health, host_dns)
     api_stats = ApiStats()
     metrics = (
         build_registry(status.sources(book, api_stats, __version__)) if book is not None else None
@@ -196,11 +196,12 @@ async def _serve(config: DaemonConfig, ready: asyncio.Event | None, fresh: bool)
 
 
 async def _start_host_dns(config: HostDnsConfig, registry: Registry) -> HostDns:
-    """Names from the host: bound once the bridges are up (a gateway may be an address)."""
+    """Names from the host: bound once the bridges are up (a gateway may be an address).
+    Subscribed once serving, then brought up to date: no change is missed in between."""
     host_dns = HostDns(config)
     host_dns.bind()
-    registry.subscribe(host_dns.on_snapshot)
     await host_dns.start()
+    registry.subscribe(host_dns.on_snapshot)
     await asyncio.to_thread(host_dns.on_snapshot, registry.snapshot())
     return host_dns
 

@@ -19,6 +19,7 @@ from .follower import Follower
 from .forward.forwarder import Forwarder
 from .health.client import ProbeWorker
 from .health.monitor import HealthMonitor
+from .hostdns.service import HostDns
 from .metrics.collector import HealthFacts, Sources
 from .metrics.counters import ApiStats, StatsBook, upstream_labels
 from .metrics.querylog import QueryLog
@@ -46,9 +47,11 @@ class DaemonStatus:
         forwarder: Forwarder,
         query_log: QueryLog | None,
         health: HealthMonitor | None = None,
+        host_dns: HostDns | None = None,
     ) -> None:
         self.config = config
         self.health = health
+        self.host_dns = host_dns
         self.engine = engine
         self.follower = follower
         self.forwarder = forwarder
@@ -114,6 +117,8 @@ class DaemonStatus:
             "MetricsListen": config.metrics_listen,
             "QueryLog": config.query_log,
             "Health": self._health_info(),
+            # The `--host-dns` listeners open now (with `gateways`: one per local network).
+            "HostDns": [] if self.host_dns is None else [str(a) for a in self.host_dns.addresses],
         }
 
     def _health_info(self) -> dict[str, Any]:

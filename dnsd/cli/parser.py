@@ -143,7 +143,8 @@ def _add_serve(sub: Any) -> None:
                            "help": "serve expired answers this long (e.g. 1h) when every "
                                    "upstream fails (RFC 8767; default: off)"}),
         ("--host-dns", {**MANY, "metavar": "ADDR[:PORT]",
-                        "help": "answer <name>.<network> for the host here (repeat)"}),
+                        "help": "answer <name>.<network> for the host here (repeat); "
+                        "'gateways[:PORT]': on every network's gateway, as networks come and go"}),
         ("--host-dns-domain", {"metavar": "DOMAIN",
                                "help": "also answer <name>.<network>.DOMAIN"}),
         ("--host-hosts-file", {"metavar": "PATH",

@@ -52,6 +52,8 @@ def status_lines(info: dict[str, Any]) -> list[str]:
         metrics = "/metrics on the API"
     lines.append(f"metrics:      {metrics}")
     lines.append(f"query log:    {dnsd.get('QueryLog') or 'off'}")
+    if "HostDns" in dnsd:
+        lines.append(f"host dns:     {', '.join(dnsd['HostDns']) or 'off'}")
     health = dnsd.get("Health")
     if health:
         checks = health.get("Checks") or {}

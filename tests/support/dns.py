@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import socket
+
 import dnslib
 
 
@@ -16,3 +19,20 @@ def reply_addresses(data: bytes) -> list[str]:
 
 def rcode(data: bytes) -> str:
     return dnslib.RCODE[dnslib.DNSRecord.parse(data).header.rcode]
+
+
+async def exchange(address: tuple[str, int], packet: bytes, *, tcp: bool = False) -> bytes:
+    """One query to an IPv4 server on the running loop, over UDP or TCP; its reply."""
+    if tcp:
+        reader, writer = await asyncio.open_connection(*address)
+        writer.write(len(packet).to_bytes(2, "big") + packet)
+        size = int.from_bytes(await reader.readexactly(2), "big")
+        data = await reader.readexactly(size)
+        writer.close()
+        return data
+    loop = asyncio.get_running_loop()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.setblocking(False)
+        await loop.sock_connect(sock, address)
+        await loop.sock_sendall(sock, packet)
+        return await asyncio.wait_for(loop.sock_recv(sock, 4096), 5)

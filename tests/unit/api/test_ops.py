@@ -40,6 +40,7 @@ FACTS = {
     "MetricsListen": "127.0.0.1:9153", "QueryLog": "/var/log/dnsd/queries.jsonl",
     "Health": {"Checks": {"healthy": 3, "unhealthy": 1}, "FailOpenNames": 2, "WorkerPid": 4243,
                "WorkerRestarts": 1},
+    "HostDns": ["127.0.0.153:53", "10.1.0.1:53"],
 }  # fmt: skip
 
 
@@ -117,8 +118,11 @@ def test_status_lines_say_what_an_operator_asks_first():
         "health:       4 checks (3 healthy, 1 unhealthy, 0 starting), 2 names failing open, "
         "probe worker pid 4243, 1 restarts"
     ) in text
-    empty = "\n".join(status_lines({"ServerVersion": "1", "Dnsd": {"Upstreams": []}}))
-    assert "none (forwarded queries get SERVFAIL)" in empty
+    assert "host dns:     127.0.0.153:53, 10.1.0.1:53" in text
+    empty = "\n".join(
+        status_lines({"ServerVersion": "1", "Dnsd": {"Upstreams": [], "HostDns": []}})
+    )
+    assert "none (forwarded queries get SERVFAIL)" in empty and "host dns:     off" in empty
 
 
 @pytest.fixture

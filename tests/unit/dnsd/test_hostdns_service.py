@@ -3,7 +3,6 @@ registry (loopback sockets and temporary files only)."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import socket
@@ -15,7 +14,7 @@ from dnsd.hostdns.hostsfile import HEADER, HostHostsFile, render_host_hosts
 from dnsd.hostdns.listener import HostAddress, bind_host_sockets, parse_host_dns
 from dnsd.hostdns.service import HostDns, HostDnsConfig
 from netcore.errors import InvalidArgument
-from tests.support.dns import query, rcode, reply_addresses
+from tests.support.dns import exchange, query, rcode, reply_addresses
 from tests.support.snapshots import endpoint, network, sandbox, snapshot
 
 APP = network("a" * 64, "app", "br-app", "10.1.0.0/24", v6="fd00:1::/64")
@@ -104,24 +103,6 @@ def test_hosts_file_is_rewritten_only_on_change(tmp_path):
     assert "api" not in path.read_text() and os.stat(path).st_ino != first.st_ino
 
 
-async def _exchange(address: tuple[str, int], packet: bytes) -> bytes:
-    loop = asyncio.get_running_loop()
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.setblocking(False)
-        await loop.sock_connect(sock, address)
-        await loop.sock_sendall(sock, packet)
-        return await asyncio.wait_for(loop.sock_recv(sock, 4096), 5)
-
-
-async def _exchange_tcp(address: tuple[str, int], packet: bytes) -> bytes:
-    reader, writer = await asyncio.open_connection(*address)
-    writer.write(len(packet).to_bytes(2, "big") + packet)
-    size = int.from_bytes(await reader.readexactly(2), "big")
-    data = await reader.readexactly(size)
-    writer.close()
-    return data
-
-
 @pytest.mark.asyncio
 async def test_service_answers_refuses_and_follows_the_registry(caplog):
     with socket.socket() as probe:
@@ -134,12 +115,12 @@ async def test_service_answers_refuses_and_follows_the_registry(caplog):
     try:
         address = ("127.0.0.1", port)
         service.on_snapshot(SNAP)
-        assert reply_addresses(await _exchange(address, query("web.app"))) == ["10.1.0.2"]
-        assert reply_addresses(await _exchange_tcp(address, query("www.app"))) == ["10.1.0.2"]
-        assert rcode(await _exchange(address, query("example.com"))) == "REFUSED"
+        assert reply_addresses(await exchange(address, query("web.app"))) == ["10.1.0.2"]
+        assert reply_addresses(await exchange(address, query("www.app"), tcp=True)) == ["10.1.0.2"]
+        assert rcode(await exchange(address, query("example.com"))) == "REFUSED"
         caplog.set_level(logging.INFO, logger="dnsd.hostdns.service")
         for _ in range(3):  # svc: api's alias on two networks, one sandbox: unambiguous
-            assert reply_addresses(await _exchange(address, query("svc"))) == [
+            assert reply_addresses(await exchange(address, query("svc"))) == [
                 "10.1.0.3",
                 "10.2.0.3",
             ]
@@ -151,12 +132,12 @@ async def test_service_answers_refuses_and_follows_the_registry(caplog):
         )
         service.on_snapshot(both)
         for _ in range(3):
-            assert rcode(await _exchange(address, query("svc"))) == "NXDOMAIN"
+            assert rcode(await exchange(address, query("svc"))) == "NXDOMAIN"
         logged = [r.message for r in caplog.records if "several networks" in r.message]
         assert len(logged) == 1 and logged[0].startswith("host dns: svc ")
         service.on_snapshot(snapshot([], [], [], revision=1))  # older: ignored
-        assert reply_addresses(await _exchange(address, query("web.app"))) == ["10.1.0.2"]
+        assert reply_addresses(await exchange(address, query("web.app"))) == ["10.1.0.2"]
         service.on_snapshot(snapshot([APP], [], [], revision=3))
-        assert rcode(await _exchange(address, query("web.app"))) == "NXDOMAIN"
+        assert rcode(await exchange(address, query("web.app"))) == "NXDOMAIN"
     finally:
         await service.close()
