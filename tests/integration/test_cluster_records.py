@@ -30,6 +30,7 @@ def test_overlay_records_are_the_clusters_and_bridge_records_stay_local(cluster)
     for letter in "bc":
         assert cluster.wait_for(lambda x=letter: _known_on(cluster, x, "ov"), WAIT_S)
     cluster.sandbox("a", "wa", "ov", "wa")
+    cluster.sandbox("b", "wb", "ov", "wb")
     cluster.sandbox("c", "wc", "ov", "wc")
     a, b = cluster.hosts["a"], cluster.hosts["b"]
 
@@ -57,7 +58,8 @@ def test_overlay_records_are_the_clusters_and_bridge_records_stay_local(cluster)
     assert cluster.wait_for(lambda: cluster.dig("a", "wa", "api"), WAIT_S) == ["10.58.0.201"]
     a.stop_daemon()
     assert _listed(cluster, "b", "ov") == [api, db]
-    assert cluster.dig("c", "wc", "db") == ["10.58.0.200"]
+    for letter in "bc":
+        assert cluster.dig(letter, f"w{letter}", "db") == ["10.58.0.200"], cluster.describe()
 
     # Restarted, a has them back (and its own bridge record), and answers them.
     cluster.start("a")
