@@ -5,9 +5,10 @@ change reported done survives a crash) and then the in-memory maps, and bumps th
 Readers take an immutable `Snapshot`; the DNS side never writes here.
 
 With a shared store (etcd), the registry also holds what other hosts published: overlay
-networks (in `networks`), their endpoints with their sandboxes' names (`remote_endpoints`) and
-the addresses they claimed (`remote_claims`). Those arrive through `apply_remote`, never through
-`commit`, and only snapshots show remote endpoints: the engine manages this host's objects.
+networks (in `networks`) and their DNS records (in `records`), their endpoints with their
+sandboxes' names (`remote_endpoints`) and the addresses they claimed (`remote_claims`). Those
+arrive through `apply_remote`, never through `commit`, and only snapshots show remote
+endpoints: the engine manages this host's objects.
 """
 
 from __future__ import annotations
