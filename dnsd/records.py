@@ -7,7 +7,7 @@ commit see one state. No kernel work: a record only changes what the zone view a
 Rules (README "Records"):
 - a record answers to `Name` and `Name.<network>`, like a sandbox name;
 - A, AAAA and CNAME records may not take a sandbox's name on the network (the sandbox owns its
-  addresses); TXT and SRV may sit beside a sandbox name;
+  addresses), on an overlay one of another host's too; TXT and SRV may sit beside a sandbox name;
 - a CNAME stands alone: no other record, sandbox name, SRV or PTR of the same name, one per name;
 - the same Name, Type and Value twice is a conflict (409); several values of one type are an
   RRset, answered together.
@@ -16,12 +16,13 @@ Rules (README "Records"):
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from netcore.errors import Conflict, InvalidArgument, NotFound
-from netcore.model import Network, Record
+from netcore.model import Endpoint, Network, Record, Sandbox
 from netcore.names import validate_dns_name
 from netcore.registry import Registry, delete, put
 from netcore.store.base import Op
@@ -133,28 +134,40 @@ def _keys(name: str, network: Network) -> set[str]:
     return {n.lower() for n in record_names(name, network.name)}
 
 
+def _members(registry: Registry, network: Network) -> Iterator[tuple[Sandbox, Endpoint, bool]]:
+    """(sandbox, its endpoint, whether the endpoint's aliases are its own) for every sandbox
+    with names on the network: this host's, those sharing their namespace, and on an overlay
+    other hosts' as the registry knows them."""
+    for endpoint in registry.endpoints_on(network.id):
+        owner = registry.sandboxes.get(endpoint.sandbox_id)
+        if owner is None:
+            continue
+        yield owner, endpoint, True
+        for joiner in registry.joiners_of(owner.id):
+            yield joiner, endpoint, False
+    for endpoint, sandbox in list(registry.remote_endpoints.values()):
+        if endpoint.network_id == network.id:
+            yield sandbox, endpoint, True
+
+
 def _check_sandboxes(
     registry: Registry, network: Network, req: RecordRequest, keys: set[str]
 ) -> None:
     """Refuse an A, AAAA or CNAME on a sandbox's name; a CNAME on any name the network has."""
     if req.type not in ("A", "AAAA", "CNAME"):
         return
-    for endpoint in registry.endpoints_on(network.id):
-        owner = registry.sandboxes.get(endpoint.sandbox_id)
-        if owner is None:
-            continue
-        for member in (owner, *registry.joiners_of(owner.id)):
-            aliases = endpoint.aliases if member is owner else ()
-            names = {n.lower() for n in sandbox_names(member, aliases, network.name)}
-            if req.type == "CNAME":
-                ports = [f"_{p.container_port}._{p.proto}." for p in member.ports]
-                names |= {port + n for port in ports for n in names}
-                addresses = (endpoint.ipv4, endpoint.ipv6)
-                names |= {wire.reverse_name(a).lower() for a in addresses if a is not None}
-            if keys & names:
-                raise InvalidArgument(
-                    f"{req.name} is a name of sandbox {member.name} on network {network.name}: "
-                    f"a {req.type} record there would clash with its addresses; choose another "
-                    "name (or give the sandbox an alias with `network connect --alias`)",
-                    field="Name",
-                )
+    for member, endpoint, own_aliases in _members(registry, network):
+        aliases = endpoint.aliases if own_aliases else ()
+        names = {n.lower() for n in sandbox_names(member, aliases, network.name)}
+        if req.type == "CNAME":
+            ports = [f"_{p.container_port}._{p.proto}." for p in member.ports]
+            names |= {port + n for port in ports for n in names}
+            addresses = (endpoint.ipv4, endpoint.ipv6)
+            names |= {wire.reverse_name(a).lower() for a in addresses if a is not None}
+        if keys & names:
+            raise InvalidArgument(
+                f"{req.name} is a name of sandbox {member.name} on network {network.name}: "
+                f"a {req.type} record there would clash with its addresses; choose another "
+                "name (or give the sandbox an alias with `network connect --alias`)",
+                field="Name",
+            )

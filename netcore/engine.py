@@ -368,9 +368,14 @@ class Engine:
     def commit_planned(self, plan: Callable[[Registry], Sequence[Put | Delete]]) -> None:
         """Commit what `plan` decides from the registry, under the engine's lock.
 
-        For data without kernel work (DNS records): the check and the commit see one state.
+        For data without kernel work (DNS records): the check and the commit see one state
+        (the registry's lock keeps other hosts' changes out in between); when another host
+        changed the same data meanwhile, planned again from the updated registry.
         """
-        with self._lock:
+        self._retrying(lambda: self._commit_planned(plan))
+
+    def _commit_planned(self, plan: Callable[[Registry], Sequence[Put | Delete]]) -> None:
+        with self._lock, self.registry.lock:
             ops = plan(self.registry)
             if ops:
                 self.registry.commit(ops)

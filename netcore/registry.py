@@ -5,9 +5,10 @@ change reported done survives a crash) and then the in-memory maps, and bumps th
 Readers take an immutable `Snapshot`; the DNS side never writes here.
 
 With a shared store (etcd), the registry also holds what other hosts published: overlay
-networks (in `networks`), their endpoints with their sandboxes' names (`remote_endpoints`) and
-the addresses they claimed (`remote_claims`). Those arrive through `apply_remote`, never through
-`commit`, and only snapshots show remote endpoints: the engine manages this host's objects.
+networks (in `networks`) and their DNS records (in `records`), their endpoints with their
+sandboxes' names (`remote_endpoints`) and the addresses they claimed (`remote_claims`). Those
+arrive through `apply_remote`, never through `commit`, and only snapshots show remote
+endpoints: the engine manages this host's objects.
 """
 
 from __future__ import annotations
@@ -148,6 +149,7 @@ class Registry:
                 held = [("remote_endpoint", i) for i in self.remote_endpoints]
                 held += [("remote_claim", i) for i in self.remote_claims]
                 held += [("network", n.id) for n in self.networks.values() if n.vni is not None]
+                held += [("record", r.id) for r in self.records.values() if self._global(r)]
                 for key in held:
                     if key not in present and self._remote_revisions.get(key, 0) < complete_at:
                         self._remote_revisions[key] = complete_at
@@ -159,6 +161,11 @@ class Registry:
             self._snapshot = None
             snapshot = self.snapshot()
         self._notify(snapshot)
+
+    def _global(self, record: Record) -> bool:
+        """A record of an overlay (or of a network gone meanwhile): the cluster's."""
+        network = self.networks.get(record.network_id)
+        return network is None or network.vni is not None
 
     def _apply(self, op: Op) -> None:
         attribute, decode = _DECODERS[op.kind]
@@ -177,6 +184,12 @@ class Registry:
     @property
     def revision(self) -> int:
         return self._revision
+
+    @property
+    def lock(self) -> threading.RLock:
+        """Held while a batch or other hosts' changes are applied: a caller that checks and
+        commits under it sees no remote change in between."""
+        return self._lock
 
     def snapshot(self) -> Snapshot:
         with self._lock:
@@ -235,7 +248,8 @@ class Registry:
         return None
 
     def records_on(self, network_id: str) -> list[Record]:
-        return [r for r in self.records.values() if r.network_id == network_id]
+        with self._lock:  # other hosts' records of an overlay arrive on the watch's thread
+            return [r for r in self.records.values() if r.network_id == network_id]
 
     def joiners_of(self, sandbox_id: str) -> list[Sandbox]:
         """Sandboxes in `container:<sandbox>` mode on this one."""

@@ -8,12 +8,14 @@ Key layout under the prefix (default `/dnsd`):
     global/vnis/<vni>            ... VNI
     global/ips/<net>/<ip>        an address claimed on an overlay (on the host's lease)
     global/endpoints/<net>/<id>  an endpoint on an overlay, with its sandbox's names (on the lease)
+    global/records/<net>/<id>    a DNS record of an overlay (durable; see etcd_records.py)
     alive/<host>                 the host's liveness key (on the lease)
 
 Every `commit` is one etcd transaction. Claims are compare-and-swap: an address, a VNI or a
 name already taken (or an overlay created since this host last looked, for the subnet overlap
-check) fails the whole transaction with `AllocationConflict`, after the registry has been
-brought up to date so that a retry picks another one. Remote changes reach the registry through
+check; a record of the overlay changed since, for the record checks) fails the whole
+transaction with `AllocationConflict`, after the registry has been brought up to date so that
+a retry picks another one. Remote changes reach the registry through
 `follow` (see etcd_follow.py); the host's lease is kept by etcd_lease.py.
 """
 
@@ -74,6 +76,7 @@ def parse_url_path(rest: str) -> tuple[tuple[str, ...], str]:
 class EtcdStore:
     def __init__(self, client: EtcdClient, prefix: str, cluster: ClusterOptions) -> None:
         from .etcd_lease import HostLease
+        from .etcd_records import OverlayRecords
 
         self.client = client
         self.prefix = prefix.rstrip("/")
@@ -95,6 +98,7 @@ class EtcdStore:
         # changes advance it at once, so a create right after another is no race.
         self.networks_revision = 0
         self._networks_compared = False  # this batch carries the compare against it
+        self.records = OverlayRecords(self)
         self._apply: Apply | None = None
         self._follower = None
         self.lease = HostLease(self, cluster.host_ttl_s)
@@ -159,17 +163,20 @@ class EtcdStore:
         after: list[Callable[[], None]] = []  # bookkeeping once the transaction succeeded
         self._published: set[str] = set()  # ip keys an endpoint of this batch now holds
         self._networks_compared = False
+        self.records.begin()
         for op in ops:
             self._translate(op, compare, success, after)
         ok, _responses, revision = self.client.txn(compare, success)
         if ok and self._networks_compared:  # nobody else touched an overlay meanwhile
             self.networks_revision = max(self.networks_revision, revision)
         if not ok:
+            self.records.begin()
             self.resync()
             raise AllocationConflict(
-                "another host claimed the same address, VNI or network name (or created an "
-                "overlapping overlay) at the same moment: nothing was changed; retry"
+                "another host claimed the same address, VNI, network name or DNS record (or "
+                "created an overlapping overlay) at the same moment: nothing was changed; retry"
             )
+        self.records.committed(revision)
         for step in after:
             step()
 
@@ -179,6 +186,9 @@ class EtcdStore:
             (isinstance(op, Put) and op.body.get("driver") == "overlay") or op.id in self.globals
         ):
             self._network_op(op, compare, success, after)
+            return
+        if self.records.owns(op):
+            self.records.add_ops(op, compare, success, after)
             return
         if isinstance(op, Put):
             success.append(put_op(key, json.dumps(op.body, sort_keys=True)))
@@ -211,7 +221,9 @@ class EtcdStore:
             success.append(delete_op(f"{self.glob}networks/{op.id}"))
             success += [delete_op(k) for k in names]
             success.append(delete_op(f"{self.glob}ips/{op.id}/", prefix=True))
+            success.append(delete_op(self.records.prefix(op.id), prefix=True))
             after.append(lambda: self.globals.pop(op.id, None))
+            after.append(lambda: self.records.forget(op.id))
 
     def _intent_op(self, op: Op, compare: list, success: list, after: list) -> None:
         if isinstance(op, Delete):
@@ -287,6 +299,7 @@ class EtcdStore:
         self._seen(revision)
 
     def deliver(self, changes: Sequence[RemoteChange], revision: int) -> None:
+        changes = self.records.drop_echoes(changes)
         if self._apply is not None and changes:
             self._apply(changes, None)
         self._seen(revision)

@@ -323,6 +323,11 @@ def absent(key: str) -> dict[str, Any]:
     return {"key": b64(key), "target": "CREATE", "result": "EQUAL", "create_revision": 0}
 
 
+def present(key: str) -> dict[str, Any]:
+    """Compare: the key exists."""
+    return {"key": b64(key), "target": "CREATE", "result": "GREATER", "create_revision": 0}
+
+
 def unchanged_since(prefix: str, revision: int) -> dict[str, Any]:
     """Compare: no key under `prefix` was written after `revision`."""
     return {

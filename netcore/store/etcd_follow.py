@@ -52,6 +52,8 @@ def translate(store: EtcdStore, kv: KeyValue, *, deleted: bool) -> list[RemoteCh
             value = json.loads(kv.value)
             if value.get("host") != store.host_id:
                 ops.append(Put("remote_endpoint", endpoint_id, value))
+    elif section == "records":
+        ops += store.records.translate(tail, kv.value, deleted=deleted)
     elif section == "ips" and "/" in tail:
         if deleted:
             ops.append(Delete("remote_claim", tail))

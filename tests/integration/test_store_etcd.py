@@ -156,3 +156,33 @@ def test_own_overlays_back_to_back_are_no_race_while_the_watch_lags(etcd_ns):
         b.close()
 
     _inside(etcd_ns, body)
+
+
+def test_overlay_records_are_durable_claimed_once_and_go_with_their_network(etcd_ns):
+    """Against etcd's own transaction rules: the record's compare-and-swap, and a network
+    removal that deletes its records both one by one and by prefix in one transaction."""
+
+    def record(rid: str, value: str) -> Put:
+        body = {"id": rid, "network_id": NET, "name": "db", "type": "A", "value": value}
+        return Put("record", rid, body)
+
+    def body() -> None:
+        a, b = _open("a"), _open("b")
+        a.load()
+        a.commit([Put("network", NET, OVERLAY)])
+        b.load()
+        a.commit([record("r1", "10.50.0.9")])
+        with pytest.raises(AllocationConflict):  # b has not seen r1: its claim of it fails
+            b.commit([record("r1", "10.50.0.9")])
+        assert "r1" in b.load()["record"]  # on no lease: a's going does not take it
+        a.close()
+        c = _open("c")
+        assert c.load()["record"]["r1"]["value"] == "10.50.0.9"
+        c.commit([record("r2", "10.50.0.10")])
+        c.commit([Delete("network", NET), Delete("record", "r1")])
+        kvs, _ = c.client.range("/t/global/records/", "/t/global/records0")
+        assert kvs == []
+        b.close()
+        c.close()
+
+    _inside(etcd_ns, body)
