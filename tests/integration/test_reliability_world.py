@@ -89,7 +89,11 @@ def test_deleted_namespace_is_cleaned_up_and_its_address_returns(world):
         out = h.sandbox_exec("w1", "dig", "+short", "+tries=2", h.sandbox_name(new)).stdout
         assert out.split() == ["10.97.0.4"]
         after.append(fds(h))
-    assert after[1] <= after[0], f"a vanished sandbox leaves descriptors behind: {after}"
+    # A leak stays; a descriptor held for a moment (a reconcile round slowed by a loaded
+    # machine: CI saw 29 vs 28 once) goes away.
+    eventually(
+        f"no descriptor left behind by a vanished sandbox: {after}", lambda: fds(h) <= after[0], h
+    )
 
 
 def test_process_namespace_gone_with_its_process(world):
@@ -116,7 +120,11 @@ def test_process_namespace_gone_with_its_process(world):
         eventually("the log reports it", logged(h, f"{h.sandbox_name(short)}: namespace"), h)
         eventually("its veth is gone", lambda: host_veths(h) == veths, h)
         after.append(fds(h))
-    assert after[1] <= after[0], f"a vanished sandbox leaves descriptors behind: {after}"
+    # A leak stays; a descriptor held for a moment (a reconcile round slowed by a loaded
+    # machine: CI saw 29 vs 28 once) goes away.
+    eventually(
+        f"no descriptor left behind by a vanished sandbox: {after}", lambda: fds(h) <= after[0], h
+    )
 
 
 def test_hand_deleted_links_and_flushed_rules_are_restored(world):
