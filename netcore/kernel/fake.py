@@ -90,6 +90,9 @@ class FakeKernel:
     def host_links(self) -> HostLinks:
         return HostLinks(names=frozenset(self.links), prefixes=tuple(self.prefixes))
 
+    def host_link_names(self) -> frozenset[str]:
+        return frozenset(self.links)
+
     def apply_nft(self, script: str, netns_path: str | None = None) -> None:
         self.calls.append("apply_nft" + (f" {netns_path}" if netns_path else ""))
         self.nft[netns_path] = script

@@ -187,6 +187,13 @@ class LinuxKernel:
                 prefixes.append(ipaddress.ip_network(f"{dst}/{route['dst_len']}", strict=False))
         return HostLinks(names=names, prefixes=tuple(prefixes))
 
+    def host_link_names(self) -> frozenset[str]:
+        # libc's if_nameindex (one RTM_GETLINK dump parsed in C, in this thread's namespace:
+        # the daemon's) instead of decoding every link with pyroute2: with 1,000 sandboxes
+        # (2,000 veths) that decoding took ~1.5 s of CPU on each reconcile, every 10 s,
+        # under the engine's lock.
+        return frozenset(name for _, name in socket.if_nameindex())
+
     def apply_nft(self, script: str, netns_path: str | None = None) -> None:
         NftCli().apply(script, netns=netns_path)
 
