@@ -79,6 +79,7 @@ async def _serve(config: DaemonConfig, ready: asyncio.Event | None, fresh: bool)
     host_config = HostDnsConfig.from_daemon(config)  # bad --host-dns: exit 1 before any work
     store = await asyncio.to_thread(open_store, config.store_url, config.cluster)
     kernel = LinuxKernel()
+    kernel.prepare_dns_redirects()  # the helpers start while the store loads
     registry = Registry(store)
     engine = Engine(
         registry,

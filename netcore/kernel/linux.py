@@ -14,7 +14,7 @@ import os
 import socket
 import struct
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from pyroute2 import IPRoute
@@ -25,7 +25,7 @@ from ..nft.apply import NftCli
 from ..nft.inproc import NftHelpers, library_available
 from ..nft.redirect import render_dns_redirect, render_dns_redirect_teardown
 from . import netns, vxlan
-from .base import AttachSpec, HostLinks, NetnsWorker
+from .base import AttachSpec, HostLinks, NetnsWorker, redirects_one_by_one
 from .rtnl import Rtnl
 
 log = logging.getLogger(__name__)
@@ -206,6 +206,23 @@ class LinuxKernel:
         # libnftables in a helper process (~1 ms), else the nft binary forked by a thread
         # inside the namespace, which starts there: no nsenter exec either way.
         self._apply_in(worker.path, render_dns_redirect(udp_port, tcp_port), worker)
+
+    def prepare_dns_redirects(self) -> None:
+        if library_available():  # each helper imports for ~0.15 s: meanwhile, not on demand
+            _helpers().start()
+
+    def apply_dns_redirects(
+        self, jobs: Sequence[tuple[NetnsWorker, int, int]]
+    ) -> list[Exception | None]:
+        if not library_available():  # the nft binary: a fork per namespace either way
+            return redirects_one_by_one(self, jobs)
+        gone = {w.path for w, _, _ in jobs if not netns.exists(w.path)}
+        batch = [(w.path, render_dns_redirect(u, t)) for w, u, t in jobs if w.path not in gone]
+        applied = iter(_helpers().apply_each(batch))
+        return [
+            VanishedNamespace(f"namespace {w.path} is gone") if w.path in gone else next(applied)
+            for w, _, _ in jobs
+        ]
 
     def remove_dns_redirect(self, netns_path: str, worker: NetnsWorker | None = None) -> None:
         self._apply_in(netns_path, render_dns_redirect_teardown(), worker)
