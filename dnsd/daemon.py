@@ -36,6 +36,7 @@ from .sandbox_files.host import host_file_stamp
 from .sdnotify import notify
 from .statedir import StateDirLock, remove_store, store_exists
 from .status import DaemonStatus
+from .stopping import LINGER_S, STOP_DEADLINE_S, exit_after
 
 log = logging.getLogger("dnsd")
 
@@ -56,29 +57,38 @@ def run(config: DaemonConfig) -> int:
     except ImportError:
         runner = asyncio.run
     try:
-        return runner(serve(config))
+        return runner(serve(config, bounded_stop=True))
     except NetcoreError as exc:
         log.error("dnsd: %s", exc)
         return 1
 
 
-async def serve(config: DaemonConfig, ready: asyncio.Event | None = None) -> int:
+async def serve(
+    config: DaemonConfig, ready: asyncio.Event | None = None, *, bounded_stop: bool = False
+) -> int:
+    """Serve until SIGTERM/SIGINT. `bounded_stop` (the `dnsd serve` process only): exit
+    within `stopping.STOP_DEADLINE_S` of the signal even if a thread hangs."""
     # One daemon per state directory; a second one on the same socket stops here too, before
     # it touches the store or the kernel.
     lock = StateDirLock(config.state_dir)
     lock.acquire()
     try:
         claim_socket_path(config.api_socket)
-        return await _serve(config, ready, fresh=not store_exists(config.state_dir))
+        return await _serve(
+            config, ready, fresh=not store_exists(config.state_dir), bounded_stop=bounded_stop
+        )
     finally:
         lock.release()
 
 
-async def _serve(config: DaemonConfig, ready: asyncio.Event | None, fresh: bool) -> int:
+async def _serve(
+    config: DaemonConfig, ready: asyncio.Event | None, fresh: bool, bounded_stop: bool
+) -> int:
     loop = asyncio.get_running_loop()
     host_config = HostDnsConfig.from_daemon(config)  # bad --host-dns: exit 1 before any work
     store = await asyncio.to_thread(open_store, config.store_url, config.cluster)
     kernel = LinuxKernel()
+    kernel.prepare_dns_redirects()  # the helpers start while the store loads
     registry = Registry(store)
     engine = Engine(
         registry,
@@ -176,6 +186,8 @@ async def _serve(config: DaemonConfig, ready: asyncio.Event | None, fresh: bool)
     notify(f"READY=1\nSTATUS=serving {len(follower.listeners)} sandboxes\nMAINPID={os.getpid()}")
     await stop.wait()
     log.info("dnsd stopping")
+    if bounded_stop:
+        exit_after(STOP_DEADLINE_S, 1, "dnsd did not stop")
     notify("STOPPING=1")
     for task in tasks:
         task.cancel()
@@ -192,6 +204,8 @@ async def _serve(config: DaemonConfig, ready: asyncio.Event | None, fresh: bool)
     kernel.close()
     with contextlib.suppress(OSError):
         os.unlink(config.api_socket)
+    if bounded_stop:  # stopped cleanly: a job still running in a thread is not waited for
+        exit_after(LINGER_S, 0, "dnsd stopped, worker threads still busy")
     return 0
 
 

@@ -339,7 +339,7 @@ class Engine:
             plan = plan_endpoint(self.registry, network, sandbox, req)
             endpoint = plan.endpoint
             if network.vni is not None:  # an overlay: made here at the first local connect
-                if network.bridge not in self.kernel.host_links().names:
+                if network.bridge not in self.kernel.host_link_names():
                     self._check_host_routes(network)
                 self.changes.ensure_links(network)
                 endpoint = replace(endpoint, vtep=self.config.advertise_addr or "")

@@ -129,7 +129,7 @@ def _drop_vanished_sandboxes(reg: Registry, kernel: Kernel, changes: Changes) ->
 
 def _restore_links(reg: Registry, kernel: Kernel, changes: Changes) -> list[str]:
     repaired = []
-    present = kernel.host_links().names
+    present = kernel.host_link_names()
     recreated: set[str] = set()
     for net in reg.networks.values():
         if net.bridge not in present:

@@ -15,12 +15,15 @@ from types import MappingProxyType
 
 from netcore.model import Endpoint, Network, Record, Sandbox, Snapshot
 
+from .delta import SnapshotDelta, snapshot_delta
 from .fitness import HEALTHY, fit_records, health_rank
+from .live_index import LiveIndex
 from .rdata import TYPE_CNAME
 from .view import (
     _MAX_TTL,
     NO_HEALTH,
     NameTable,
+    SandboxZone,
     ZoneView,
     _merge,
     _pack_table,
@@ -28,6 +31,7 @@ from .view import (
     assemble_view,
     endpoint_records,
     index_snapshot,
+    sandbox_zone,
     settle_excluded,
 )
 from .zone_records import Statics, link_cnames, network_statics, overlay, pack_node
@@ -176,11 +180,20 @@ class _NetworkTable(NetworkRecords):
 
 
 class ViewBuilder:
-    """Builds the view of each new snapshot from the previous one's work (not thread-safe)."""
+    """Builds the view of each new snapshot from the previous one's work (not thread-safe).
+
+    A change to sandboxes and endpoints only (a connect, a disconnect: networks, records,
+    health and ndots as before; no container-mode sandbox, no links) takes the quick way: the
+    change is applied to a `LiveIndex` and only the touched networks' tables and the zones of
+    their members are rebuilt, whatever the number of sandboxes elsewhere. Anything else is
+    indexed from scratch (the tables are still re-packed only where names changed)."""
 
     def __init__(self) -> None:
         self._networks: dict[str, _NetworkTable] = {}
         self._merged: dict[frozenset[str], tuple[tuple[tuple[int, int], ...], NameTable]] = {}
+        self._last: tuple[Snapshot, bool, Mapping[str, str]] | None = None  # and its inputs
+        self._live: LiveIndex | None = None  # None: the last snapshot had container mode or links
+        self._zones: dict[str, SandboxZone] = {}
 
     def build(
         self,
@@ -188,6 +201,18 @@ class ViewBuilder:
         *,
         host_explicit_ndots: bool = False,
         health: Mapping[str, str] = NO_HEALTH,
+    ) -> ZoneView:
+        last, live = self._last, self._live
+        if last is not None and live is not None and last[1:] == (host_explicit_ndots, health):
+            delta = snapshot_delta(last[0], snapshot)
+            if _quick(delta):
+                view = self._apply(live, delta, snapshot, host_explicit_ndots, health)
+                self._last = (snapshot, host_explicit_ndots, health)
+                return view
+        return self._rebuild(snapshot, host_explicit_ndots, health)
+
+    def _rebuild(
+        self, snapshot: Snapshot, host_explicit_ndots: bool, health: Mapping[str, str]
     ) -> ZoneView:
         index = index_snapshot(snapshot)
         tables: dict[str, _NetworkTable] = {}
@@ -200,23 +225,108 @@ class ViewBuilder:
             tables[nid] = state
         self._networks = tables
         merged: dict[frozenset[str], tuple[tuple[tuple[int, int], ...], NameTable]] = {}
-
-        def table_for(network_ids: frozenset[str]) -> NameTable:
-            members = sorted(network_ids)
-            if len(members) == 1:
-                return tables[members[0]].table
-            versions = tuple((id(tables[n]), tables[n].version) for n in members)
-            cached = merged.get(network_ids) or self._merged.get(network_ids)
-            if cached is None or cached[0] != versions:
-                parts = [(tables[n].raw, tables[n].network.dns_ttl) for n in members]
-                records = _merge(parts, [tables[n].statics for n in members])
-                cached = (versions, _pack_table(records, {}))
-            merged[network_ids] = cached
-            return cached[1]
-
         fail_open = sum(len(table.fail_open) for table in tables.values())
         view = assemble_view(
-            snapshot, index, table_for, host_explicit_ndots, health=health, fail_open=fail_open
+            snapshot,
+            index,
+            lambda network_ids: self._table_for(network_ids, merged),
+            host_explicit_ndots,
+            health=health,
+            fail_open=fail_open,
         )
         self._merged = merged
+        simple = (
+            not index.joiners
+            and not any(ep.links for eps in index.endpoints_by_network.values() for ep in eps)
+            and not any(sb.mode == "container" for sb in snapshot.sandboxes)
+        )
+        self._live = LiveIndex(snapshot) if simple else None
+        self._zones = dict(view.zones)
+        self._last = (snapshot, host_explicit_ndots, health)
         return view
+
+    def _apply(
+        self,
+        live: LiveIndex,
+        delta: SnapshotDelta,
+        snapshot: Snapshot,
+        host_explicit_ndots: bool,
+        health: Mapping[str, str],
+    ) -> ZoneView:
+        touched, redo = live.apply(delta)
+        for nid in touched:
+            network = live.networks.get(nid)
+            if network is None:
+                continue  # an endpoint of a network the snapshot does not have
+            endpoints = live.endpoints_on(nid)
+            if not endpoints:
+                self._networks.pop(nid, None)  # as a rebuild: no members, no table
+                continue
+            state = self._networks.get(nid)
+            if state is None:
+                state = self._networks[nid] = _NetworkTable(network)
+            version = state.version
+            state.update(endpoints, live.sandboxes, {}, live.records.get(nid, ()), health)
+            if state.version != version:
+                redo |= live.members(nid)  # their zones hold the old table
+        zones = dict(self._zones)
+        for sid in redo:
+            sandbox = live.sandboxes.get(sid)
+            zone = (
+                None
+                if sandbox is None
+                else sandbox_zone(
+                    sid,
+                    sandbox,
+                    sandbox,
+                    live.networks_of(sid),
+                    live.networks,
+                    lambda network_ids: self._table_for(network_ids, self._merged),
+                    {},
+                    host_explicit_ndots,
+                )
+            )
+            if zone is None:
+                zones.pop(sid, None)
+            else:
+                zones[sid] = zone
+        self._zones = zones
+        fail_open = sum(len(table.fail_open) for table in self._networks.values())
+        return ZoneView(
+            snapshot.revision,
+            MappingProxyType(zones),
+            snapshot,
+            host_explicit_ndots,
+            health,
+            fail_open,
+        )
+
+    def _table_for(
+        self,
+        network_ids: frozenset[str],
+        merged: dict[frozenset[str], tuple[tuple[tuple[int, int], ...], NameTable]],
+    ) -> NameTable:
+        """The table of a set of networks: a network's own, or their merge (kept while none
+        of them changed)."""
+        tables = self._networks
+        members = sorted(network_ids)
+        if len(members) == 1:
+            return tables[members[0]].table
+        versions = tuple((id(tables[n]), tables[n].version) for n in members)
+        cached = merged.get(network_ids) or self._merged.get(network_ids)
+        if cached is None or cached[0] != versions:
+            parts = [(tables[n].raw, tables[n].network.dns_ttl) for n in members]
+            records = _merge(parts, [tables[n].statics for n in members])
+            cached = (versions, _pack_table(records, {}))
+        merged[network_ids] = cached
+        return cached[1]
+
+
+def _quick(delta: SnapshotDelta) -> bool:
+    """Whether the quick way can take this change."""
+    return (
+        delta.same_networks
+        and delta.same_records
+        and not any(sb.mode == "container" for sb in delta.sandboxes.came)
+        and not any(ep.links for ep in delta.endpoints.came)
+    )

@@ -165,27 +165,18 @@ def assemble_view(
 ) -> ZoneView:
     """One zone per sandbox with a listener: the table of its set of networks (under its link
     aliases, if it has any), its flags."""
-    from .links import link_tables, with_links  # links.py builds on this module
+    from .links import link_tables  # links.py builds on this module
 
     links = link_tables(index)
     zones: dict[str, SandboxZone] = {}
     for sid, sandbox in index.sandboxes.items():
         root = index.roots[sid]
-        if sandbox.mode in _NO_ZONE_MODES or root is None or root.mode in _NO_ZONE_MODES:
-            continue  # no listener of ours; answer() forwards if asked anyway
-        network_ids = frozenset(index.networks_by_sandbox.get(root.id, ()))
-        if not network_ids:
-            continue
-        options = root.dns_options
-        zones[sid] = SandboxZone(
-            sandbox_id=sid,
-            names=with_links(table_for(network_ids), links.get(root.id)),
-            network_ids=network_ids,
-            internal_only=all(index.networks[nid].internal for nid in network_ids),
-            explicit_ndots=host_explicit_ndots
-            if options is None
-            else any(_VALID_NDOTS.fullmatch(option) for option in options),
+        network_ids = frozenset(index.networks_by_sandbox.get(root.id, ())) if root else None
+        zone = sandbox_zone(
+            sid, sandbox, root, network_ids, index.networks, table_for, links, host_explicit_ndots
         )
+        if zone is not None:
+            zones[sid] = zone
     return ZoneView(
         snapshot.revision,
         MappingProxyType(zones),
@@ -193,6 +184,36 @@ def assemble_view(
         host_explicit_ndots,
         health,
         fail_open,
+    )
+
+
+def sandbox_zone(
+    sid: str,
+    sandbox: Sandbox,
+    root: Sandbox | None,
+    network_ids: frozenset[str] | None,
+    networks: Mapping[str, Network],
+    table_for: Callable[[frozenset[str]], NameTable],
+    links: Mapping[str, NameTable],
+    host_explicit_ndots: bool,
+) -> SandboxZone | None:
+    """The zone of one sandbox (`root`: whose namespace it uses, on `network_ids`), or None
+    when no listener of ours serves it."""
+    if sandbox.mode in _NO_ZONE_MODES or root is None or root.mode in _NO_ZONE_MODES:
+        return None  # no listener of ours; answer() forwards if asked anyway
+    if not network_ids:
+        return None
+    from .links import with_links  # links.py builds on this module
+
+    options = root.dns_options
+    return SandboxZone(
+        sandbox_id=sid,
+        names=with_links(table_for(network_ids), links.get(root.id)),
+        network_ids=network_ids,
+        internal_only=all(networks[nid].internal for nid in network_ids),
+        explicit_ndots=host_explicit_ndots
+        if options is None
+        else any(_VALID_NDOTS.fullmatch(option) for option in options),
     )
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Callable, Coroutine, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from netcore.kernel.base import Kernel
@@ -18,7 +18,13 @@ from netcore.model import Sandbox, Snapshot
 
 from ..metrics.counters import StatsBook
 from .handler import QueryHandler
-from .listeners import SandboxListener, SandboxSockets, open_sockets, preferred_port
+from .listeners import (
+    SandboxListener,
+    SandboxSockets,
+    open_many,
+    open_sockets,
+    preferred_port,
+)
 
 log = logging.getLogger(__name__)
 
@@ -85,25 +91,25 @@ class ListenerSet:
                 sid: self._prepared.pop(sid) for sid, _ in to_start if sid in self._prepared
             }
             fresh = [item for item in to_start if item[0] not in prepared]
-            if len(fresh) > 1:  # a restart: nft runs once per namespace, so in parallel
-                with ThreadPoolExecutor(PARALLEL_STARTS) as pool:
-                    opened_fresh = dict(
-                        zip([i[0] for i in fresh], pool.map(self._open_or_log, fresh), strict=True)
-                    )
+            if len(fresh) > 1:  # a restart: every redirect in one batch
+                opened_fresh = self._open_many(fresh)
             else:
                 opened_fresh = {item[0]: self._open_or_log(item) for item in fresh}
             opened = [
                 prepared[sid].result() if sid in prepared else opened_fresh[sid]
                 for sid, _ in to_start
             ]
+            started: list[SandboxListener] = []
             for (sid, sandbox), sockets in zip(to_start, opened, strict=True):
                 if sockets is None:
                     continue
                 stats = self.stats_book.open(sid) if self.stats_book is not None else None
-                listener = SandboxListener(sid, sockets, self.handler, stats)
-                self._on_loop(listener.serve())
-                self._running[sid] = listener
+                started.append(SandboxListener(sid, sockets, self.handler, stats))
                 log.debug("dns listener for %s on ports %s", sandbox.name, sockets.ports)
+            if started:  # one trip to the loop for all of them
+                serving = asyncio.run_coroutine_threadsafe(_serve_all(started), self.loop)
+                for listener in serving.result(LISTENER_START_TIMEOUT_S + 0.01 * len(started)):
+                    self._running[listener.sandbox_id] = listener
 
     def prepare(self, sandbox: Sandbox) -> None:
         """The engine starts a sandbox's first connect: open its listener in parallel with the
@@ -166,9 +172,6 @@ class ListenerSet:
             remove = listener.sandbox_id not in self._running
             listener.teardown(self.kernel, remove_redirect=remove)
 
-    def _on_loop(self, coro: Coroutine[object, object, None]) -> None:
-        asyncio.run_coroutine_threadsafe(coro, self.loop).result(LISTENER_START_TIMEOUT_S)
-
     def _open_or_log(self, item: tuple[str, Sandbox]) -> SandboxSockets | None:
         sid, sandbox = item
         try:
@@ -176,6 +179,17 @@ class ListenerSet:
         except Exception as exc:  # vanished namespace: reconcile will clean it up
             log.warning("dns listener for %s not started: %s", sandbox.name, exc)
             return None
+
+    def _open_many(self, items: list[tuple[str, Sandbox]]) -> dict[str, SandboxSockets | None]:
+        wanted = [(sandbox.netns_path, preferred_port(sid)) for sid, sandbox in items]
+        opened: dict[str, SandboxSockets | None] = {}
+        for (sid, sandbox), sockets in zip(items, open_many(self.kernel, wanted), strict=True):
+            if isinstance(sockets, Exception):
+                log.warning("dns listener for %s not started: %s", sandbox.name, sockets)
+                opened[sid] = None
+            else:
+                opened[sid] = sockets
+        return opened
 
     def _discard_prepared(self, sandbox_id: str, sockets: SandboxSockets | None) -> None:
         if sockets is None:
@@ -196,3 +210,18 @@ class ListenerSet:
         except Exception as exc:
             return str(exc)
         return None
+
+
+async def _serve_all(listeners: list[SandboxListener]) -> list[SandboxListener]:
+    """Start serving each listener; those that could not are closed, logged and left out."""
+    serving = []
+    for listener in listeners:
+        try:
+            await listener.serve()
+        except Exception as exc:
+            log.warning("dns listener for %s not started: %s", listener.sandbox_id[:12], exc)
+            listener.close()  # its redirect points at a closed port until it is opened again
+            listener.worker.close()
+            continue
+        serving.append(listener)
+    return serving

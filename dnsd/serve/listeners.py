@@ -12,6 +12,7 @@ import fcntl
 import logging
 import socket
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from netcore.kernel.base import Kernel, NetnsWorker
@@ -42,6 +43,12 @@ class SandboxSockets:
     def ports(self) -> tuple[int, int]:
         return self.udp.getsockname()[1], self.tcp.getsockname()[1]
 
+    def close(self) -> None:
+        """Close both sockets and the worker (sockets that never served)."""
+        self.udp.close()
+        self.tcp.close()
+        self.worker.close()
+
 
 def preferred_port(sandbox_id: str) -> int:
     """The listener port of a sandbox, the same across daemon restarts: the redirect rule does
@@ -52,6 +59,38 @@ def preferred_port(sandbox_id: str) -> int:
 def open_sockets(kernel: Kernel, netns_path: str, port: int = 0) -> SandboxSockets:
     """Bind UDP and TCP on 127.0.0.11 inside the namespace (on `port` if it is free, else on
     a random one), and redirect 127.0.0.11:53 to them."""
+    sockets = bind_sockets(kernel, netns_path, port)
+    try:
+        kernel.apply_dns_redirect(sockets.worker, *sockets.ports)
+    except BaseException:
+        sockets.close()
+        raise
+    return sockets
+
+
+def open_many(
+    kernel: Kernel, wanted: Sequence[tuple[str, int]]
+) -> list[SandboxSockets | Exception]:
+    """`open_sockets` for each (namespace, port) of a batch (a restart): the sockets one by
+    one, then every redirect in one `apply_dns_redirects`; the sockets or what failed."""
+    opened: list[SandboxSockets | Exception] = []
+    for netns_path, port in wanted:
+        try:
+            opened.append(bind_sockets(kernel, netns_path, port))
+        except Exception as exc:
+            opened.append(exc)
+    ready = [(i, s) for i, s in enumerate(opened) if isinstance(s, SandboxSockets)]
+    errors = kernel.apply_dns_redirects([(s.worker, *s.ports) for _, s in ready])
+    for (i, sockets), error in zip(ready, errors, strict=True):
+        if error is not None:
+            sockets.close()
+            opened[i] = error
+    return opened
+
+
+def bind_sockets(kernel: Kernel, netns_path: str, port: int = 0) -> SandboxSockets:
+    """UDP and TCP bound on 127.0.0.11 inside the namespace (`port` if free, else any); no
+    redirect yet."""
 
     def bind() -> tuple[socket.socket, socket.socket]:
         _ensure_loopback_up()
@@ -78,15 +117,7 @@ def open_sockets(kernel: Kernel, netns_path: str, port: int = 0) -> SandboxSocke
     except BaseException:
         worker.close()
         raise
-    sockets = SandboxSockets(netns_path, udp, tcp, worker)
-    try:
-        kernel.apply_dns_redirect(worker, *sockets.ports)
-    except BaseException:
-        udp.close()
-        tcp.close()
-        worker.close()
-        raise
-    return sockets
+    return SandboxSockets(netns_path, udp, tcp, worker)
 
 
 def _ensure_loopback_up() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
@@ -81,6 +81,11 @@ class Kernel(Protocol):
 
     def host_links(self) -> HostLinks: ...
 
+    def host_link_names(self) -> frozenset[str]:
+        """The names of the daemon's namespace's links (what `host_links().names` holds, for
+        a fraction of the cost: reconcile asks on every round)."""
+        ...
+
     def apply_nft(self, script: str, netns_path: str | None = None) -> None: ...
 
     def enable_forwarding(self) -> None: ...
@@ -93,6 +98,18 @@ class Kernel(Protocol):
 
     def apply_dns_redirect(self, worker: NetnsWorker, udp_port: int, tcp_port: int) -> None:
         """Redirect 127.0.0.11:53 of the worker's namespace to these ports (idempotent)."""
+        ...
+
+    def prepare_dns_redirects(self) -> None:
+        """Start what applying redirects needs (helper processes), so that a restart's
+        batch does not wait for it; cheap, returns at once."""
+        ...
+
+    def apply_dns_redirects(
+        self, jobs: Sequence[tuple[NetnsWorker, int, int]]
+    ) -> list[Exception | None]:
+        """`apply_dns_redirect` for each (worker, udp port, tcp port) of a batch (a restart),
+        cheaper than one by one; what each raised, or None."""
         ...
 
     def remove_dns_redirect(self, netns_path: str, worker: NetnsWorker | None = None) -> None:
@@ -113,3 +130,17 @@ class Kernel(Protocol):
     def underlay_mtu(self, address: str) -> int:
         """The MTU of the link holding `address`; NetlinkError when no link has it."""
         ...
+
+
+def redirects_one_by_one(
+    kernel: Kernel, jobs: Sequence[tuple[NetnsWorker, int, int]]
+) -> list[Exception | None]:
+    """`apply_dns_redirects` as a loop of `apply_dns_redirect` (for kernels without a batch)."""
+    errors: list[Exception | None] = []
+    for worker, udp_port, tcp_port in jobs:
+        try:
+            kernel.apply_dns_redirect(worker, udp_port, tcp_port)
+            errors.append(None)
+        except Exception as exc:
+            errors.append(exc)
+    return errors

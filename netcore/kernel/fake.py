@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
 from ..errors import NetlinkError, VanishedNamespace
 from ..model import Network
 from ..nft.redirect import render_dns_redirect, render_dns_redirect_teardown
-from .base import AttachSpec, HostLinks, NetnsWorker
+from .base import AttachSpec, HostLinks, NetnsWorker, redirects_one_by_one
 from .netns import named_path
 
 T = TypeVar("T")
@@ -90,6 +90,9 @@ class FakeKernel:
     def host_links(self) -> HostLinks:
         return HostLinks(names=frozenset(self.links), prefixes=tuple(self.prefixes))
 
+    def host_link_names(self) -> frozenset[str]:
+        return frozenset(self.links)
+
     def apply_nft(self, script: str, netns_path: str | None = None) -> None:
         self.calls.append("apply_nft" + (f" {netns_path}" if netns_path else ""))
         self.nft[netns_path] = script
@@ -108,6 +111,14 @@ class FakeKernel:
         if worker.path in self.fail_dns_redirect:
             raise self.fail_dns_redirect[worker.path]
         self.nft[worker.path] = render_dns_redirect(udp_port, tcp_port)
+
+    def prepare_dns_redirects(self) -> None:
+        self.calls.append("prepare_dns_redirects")
+
+    def apply_dns_redirects(
+        self, jobs: Sequence[tuple[NetnsWorker, int, int]]
+    ) -> list[Exception | None]:
+        return redirects_one_by_one(self, jobs)
 
     def remove_dns_redirect(self, netns_path: str, worker: NetnsWorker | None = None) -> None:
         self.calls.append(f"remove_dns_redirect {netns_path}")

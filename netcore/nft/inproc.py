@@ -21,6 +21,7 @@ import queue
 import subprocess
 import sys
 import threading
+from collections.abc import Sequence
 
 from ..errors import NftError
 from .apply import NftCli
@@ -116,12 +117,16 @@ class NftHelpers:
         for slot in self._slots:
             self._free.put(slot)
 
-    def apply(self, netns: str, script: str) -> None:
-        """Apply `script` in the namespace at `netns`; NftError when refused."""
+    def start(self) -> None:
+        """Start every helper (a no-op once done); they import while the caller goes on."""
         if not self._started:  # all at once: the daemon's descriptors stay flat after this
             self._started = True
             for slot in self._slots:
                 slot.ensure()
+
+    def apply(self, netns: str, script: str) -> None:
+        """Apply `script` in the namespace at `netns`; NftError when refused."""
+        self.start()
         helper = self._free.get()
         try:
             error = helper.ask(netns, script)
@@ -131,6 +136,48 @@ class NftHelpers:
             # The binary says which line it means (the library quotes another): ask it.
             NftCli().apply(script, netns=netns)
             raise NftError(f"nft refused the script in namespace {netns}: {error}", script)
+
+    def apply_each(self, jobs: Sequence[tuple[str, str]]) -> list[NftError | None]:
+        """Apply each (namespace, script) of a batch (a restart's 1,000 redirects): the jobs
+        are shared out over the helpers and pipelined, without a round trip per script; the
+        error of each job, or None."""
+        if not jobs:
+            return []
+        self.start()
+        helpers = [self._free.get() for _ in self._slots]  # every helper, for this batch
+        try:
+            shares = [list(range(k, len(jobs), len(helpers))) for k in range(len(helpers))]
+            replies: list[str | None] = ["not applied: the batch failed"] * len(jobs)
+
+            def run(helper: _Helper, share: list[int]) -> None:
+                answers = helper.ask_many([jobs[i] for i in share])
+                for index, error in zip(share, answers, strict=True):
+                    replies[index] = error
+
+            threads = [
+                threading.Thread(target=run, args=(h, share), name="nft-batch")
+                for h, share in zip(helpers[1:], shares[1:], strict=True)
+            ]
+            for thread in threads:
+                thread.start()
+            run(helpers[0], shares[0])
+            for thread in threads:
+                thread.join()
+        finally:
+            for helper in helpers:
+                self._free.put(helper)
+        return [
+            None if error is None else self._refused(netns, script, error)
+            for (netns, script), error in zip(jobs, replies, strict=True)
+        ]
+
+    @staticmethod
+    def _refused(netns: str, script: str, error: str) -> NftError:
+        try:  # the binary says which line it means
+            NftCli().apply(script, netns=netns)
+        except NftError as exc:
+            return exc
+        return NftError(f"nft refused the script in namespace {netns}: {error}", script)
 
     def close(self) -> None:
         for slot in self._slots:
@@ -170,6 +217,33 @@ class _Helper:
                 if attempt:
                     raise NftError(f"the nft helper process failed: {exc}", script) from exc
         raise AssertionError("unreachable")
+
+    def ask_many(self, jobs: Sequence[tuple[str, str]], window: int = 64) -> list[str | None]:
+        """`ask` for each (namespace, script), `window` requests written before their replies
+        are read (fewer wake-ups on both sides; the replies fit in the pipe)."""
+        errors: list[str | None] = []
+        for start in range(0, len(jobs), window):
+            chunk = jobs[start : start + window]
+            try:
+                proc = self.ensure()
+                assert proc.stdin is not None and proc.stdout is not None
+                proc.stdin.write(
+                    "".join(json.dumps({"netns": n, "script": s}) + "\n" for n, s in chunk)
+                )
+                proc.stdin.flush()
+                for _ in chunk:
+                    line = proc.stdout.readline()
+                    if not line:
+                        raise BrokenPipeError("the nft helper exited")
+                    errors.append(json.loads(line)["error"])
+            except (OSError, ValueError):
+                self.close()  # one at a time for the rest of the window, with its retry
+                for netns, script in chunk[len(errors) - start :]:
+                    try:
+                        errors.append(self.ask(netns, script))
+                    except NftError as exc:
+                        errors.append(str(exc))
+        return errors
 
     def close(self) -> None:
         proc, self._proc = self._proc, None

@@ -385,3 +385,29 @@ def test_libnftables_refusal_names_the_failing_line(ns: str) -> None:
     with pytest.raises(NftError, match=r"(?s)sandbox.s namespace.*line 3: add rule inet dnsd-bad"):
         NamespaceWorker(path(ns)).call(lambda: lib.apply_here(BAD.format(rule="frobnicate")))
     assert "inet dnsd-bad" not in tables(ns)  # one transaction: nothing of it applied
+
+
+def test_a_batch_of_redirects_lands_in_each_namespace_and_reports_each_failure() -> None:
+    """A restart applies every sandbox's redirect in one batch over the helpers: each lands in
+    its own namespace with its own ports; a vanished namespace fails alone."""
+    from netcore.errors import VanishedNamespace
+    from netcore.kernel.linux import LinuxKernel
+    from netcore.kernel.netns import NamespaceWorker
+
+    with ExitStack() as stack:
+        names = [stack.enter_context(namespace(f"nftb{i}")) for i in range(5)]
+        workers = [NamespaceWorker(path(n)) for n in names]
+        doomed = stack.enter_context(namespace("nftgone"))
+        gone = NamespaceWorker(path(doomed))
+        sh("ip", "netns", "delete", doomed)
+        jobs = [(w, 41000 + i, 42000 + i) for i, w in enumerate(workers)]
+        errors = LinuxKernel().apply_dns_redirects([*jobs[:2], (gone, 40000, 40001), *jobs[2:]])
+
+        assert [e is None for e in errors] == [True, True, False, True, True, True]
+        assert isinstance(errors[2], VanishedNamespace)
+        for i, name in enumerate(names):
+            rules = listed_rules(name, "ip dnsd-dns udp_stateless")
+            assert any(f"udp dport set {41000 + i}" in r for r in rules), rules
+            assert f"dnat to 127.0.0.11:{42000 + i}" in " ".join(
+                listed_rules(name, "ip dnsd-dns output")
+            )
