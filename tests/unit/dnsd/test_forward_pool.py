@@ -101,7 +101,24 @@ async def test_deadlines_fire_in_order_and_skip_cancelled() -> None:
     deadlines.at(now + 0.06, lambda _t: fired.append("late"))
     skipped = deadlines.at(now + 0.02, lambda _t: fired.append("cancelled"))
     deadlines.at(now + 0.01, lambda t: fired.append("early") if t >= now + 0.01 else None)
-    Deadlines.cancel(skipped)
+    deadlines.cancel(skipped)
     await asyncio.sleep(0.1)
     assert fired == ["early", "late"]
+    assert len(deadlines) == 0
+
+
+@pytest.mark.asyncio
+async def test_deadlines_in_order_and_out_of_order_fire_by_time() -> None:
+    loop = asyncio.get_running_loop()
+    deadlines = Deadlines(loop)
+    fired: list[int] = []
+    now = loop.time()
+    # 10..50 ms in order (the FIFO), then earlier ones between them (the heap), some cancelled
+    delays = [10, 20, 30, 40, 50, 5, 25, 15, 45]
+    entries = {d: deadlines.at(now + d / 1000, lambda _t, d=d: fired.append(d)) for d in delays}
+    for cancelled in (20, 15):
+        deadlines.cancel(entries[cancelled])
+    assert len(deadlines) == len(delays) - 2
+    await asyncio.sleep(0.07)
+    assert fired == [5, 10, 25, 30, 40, 45, 50]
     assert len(deadlines) == 0
