@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-import socket
 import time
 from collections.abc import Callable, Hashable, Mapping
 from typing import Protocol
@@ -28,7 +27,7 @@ from ..core.wire import PLAIN_UDP_LIMIT, Query, empty_reply
 from ..core.wire import SERVFAIL as RCODE_SERVFAIL
 from ..metrics.answered import answered_by
 from ..sandbox_files.resolvconf import Upstream, sandbox_upstreams
-from ..serve.listeners import SandboxListener, SocketPool
+from ..serve.listeners import SandboxListener
 from .cache import ForwardCache, Key, cache_key, for_asker
 from .forwarder import Forwarder
 from .hits import HitTable
@@ -177,7 +176,7 @@ class ForwardRoute:
             upstreams,
             tcp=tcp,
             sandbox_key=sandbox_id,
-            sock_factory_for=socket_factory(listener.pool),
+            sock_factory_for=listener.pool.for_upstream,
             done=lambda reply: self._landed(reply, query, key, flight, reply_to, bool(upstreams)),
         )
 
@@ -228,13 +227,3 @@ def _loopback(address: str) -> bool:
         return ipaddress.ip_address(address.split("%")[0]).is_loopback
     except ValueError:
         return False
-
-
-def socket_factory(pool: SocketPool) -> Callable[[Upstream], Callable]:
-    """Queries leave from the sandbox's namespace (source = its address, like Docker);
-    the host's loopback resolvers (127.0.0.53) are dialled from the daemon's own."""
-
-    def for_upstream(upstream: Upstream) -> Callable[[int, int], socket.socket]:
-        return socket.socket if upstream.host_loopback else pool.take
-
-    return for_upstream

@@ -14,6 +14,7 @@ seconds are shared among its outcomes by count.
 
 from __future__ import annotations
 
+import functools
 from bisect import bisect_left
 from collections import _count_elements  # type: ignore[attr-defined]  # Counter's C loop
 from collections.abc import Iterable, Sequence
@@ -268,6 +269,7 @@ class ApiStats:
         self.requests[key] = self.requests.get(key, 0) + 1
 
 
+@functools.lru_cache(maxsize=1024)  # asked for every forwarded reply (the query log's field)
 def upstream_labels(key: tuple) -> tuple[str, str]:
     """(upstream, via) label values of a health key (address, port, where)."""
     address, port, where = key

@@ -51,6 +51,8 @@ _MSG_LEN_OFFSET = _Mmsghdr.msg_len.offset
 _IOV_SIZE = ctypes.sizeof(_Iovec)
 _IOV_LEN_OFFSET = _Iovec.iov_len.offset
 _read_len = struct.Struct("=I").unpack_from
+_read_family = struct.Struct("=H").unpack_from
+MAX_SENDERS = 4096  # decoded client addresses kept (`Batch.sender`)
 _write_size = struct.Struct("N").pack_into  # size_t, native
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
@@ -95,6 +97,8 @@ class Batch:
                 hdr.msg_iovlen = 1
         self._recv_addr = ctypes.addressof(self._recv)
         self._send_addr = ctypes.addressof(self._send)
+        self._names_view = memoryview(self._names).cast("B")
+        self._senders: dict[bytes, tuple[str, int]] = {}
         self._data_view = memoryview(self._data).cast("B")
         self._out_view = memoryview(self._out).cast("B")
         self._recv_raw = _bytes_of(self._recv)
@@ -151,9 +155,23 @@ class Batch:
         self._run_start = self._run_end
 
     def sender(self, index: int) -> tuple[str, int]:
-        """The (address, port) of datagram `index` of the last `recv`."""
-        name = ctypes.string_at(self._names_addr + index * _SOCKADDR_SIZE, _SOCKADDR_SIZE)
-        family, port = struct.unpack_from("=H", name)[0], struct.unpack_from("!H", name, 2)[0]
-        if family == socket.AF_INET6:
-            return socket.inet_ntop(socket.AF_INET6, name[8:24]), port
-        return socket.inet_ntoa(name[4:8]), port
+        """The (address, port) of datagram `index` of the last `recv` (for each forwarded
+        query: the few clients of a sandbox are decoded once, then looked up by their raw
+        sockaddr bytes)."""
+        offset = index * _SOCKADDR_SIZE
+        names = self._names_view
+        size = _SOCKADDR_SIZE if _read_family(names, offset)[0] == socket.AF_INET6 else 8
+        raw = names[offset : offset + size].tobytes()
+        found = self._senders.get(raw)
+        if found is None:
+            if len(self._senders) >= MAX_SENDERS:
+                self._senders.clear()
+            found = self._senders[raw] = _decode_sender(raw)
+        return found
+
+
+def _decode_sender(name: bytes) -> tuple[str, int]:
+    family, port = _read_family(name)[0], struct.unpack_from("!H", name, 2)[0]
+    if family == socket.AF_INET6:
+        return socket.inet_ntop(socket.AF_INET6, name[8:24]), port
+    return socket.inet_ntoa(name[4:8]), port
