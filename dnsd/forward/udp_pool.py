@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 SOCKETS_PER_UPSTREAM = 4
 QUERIES_PER_SOCKET = 100
 SOCKET_LIFETIME_S = 10.0
+FLUSH_EVERY = 16  # queued queries sent at once at most: a batch's first ones need not wait
 READS_PER_WAKEUP = 64  # replies read per readable socket per wakeup, then the loop moves on
 
 
@@ -170,20 +171,32 @@ class _Conn:
 class _Flusher:
     """The sockets with queued queries, sent right after the loop's current callback."""
 
-    __slots__ = ("_dirty", "_loop", "_outbox")
+    __slots__ = ("_dirty", "_outbox", "_queued", "_scheduled")
 
     def __init__(self) -> None:
         self._dirty: list[tuple[UpstreamSockets, _Conn]] = []
         self._outbox: Outbox | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._queued = 0
+        self._scheduled = False
 
-    def queue(self, owner: UpstreamSockets, conn: _Conn) -> None:
-        if not self._dirty:
-            owner._loop.call_soon(self.flush)
-        self._dirty.append((owner, conn))
+    def queue(self, owner: UpstreamSockets, conn: _Conn, first: bool) -> None:
+        """One more query queued on `conn` (`first`: its queue was empty)."""
+        if first:
+            if not self._scheduled:
+                owner._loop.call_soon(self._flush_soon)
+                self._scheduled = True
+            self._dirty.append((owner, conn))
+        self._queued += 1
+        if self._queued >= FLUSH_EVERY:  # the first queries of a big batch need not wait
+            self.flush()
+
+    def _flush_soon(self) -> None:
+        self._scheduled = False
+        self.flush()
 
     def flush(self) -> None:
         dirty, self._dirty = self._dirty, []
+        self._queued = 0
         if self._outbox is None:
             self._outbox = Outbox()
         for owner, conn in dirty:
@@ -222,9 +235,9 @@ class UpstreamSockets:
             ident = self._ids.take()
         conn.sent += 1
         waiting = conn.pending[ident] = Pending(conn, ident, query, waiter, packet)
-        if not conn.unsent:
-            self._flusher.queue(self, conn)
+        first = not conn.unsent
         conn.unsent.append((ident.to_bytes(2, "big") + packet[2:], waiting))
+        self._flusher.queue(self, conn, first)
         return waiting
 
     def _flush(self, conn: _Conn, outbox: Outbox, *, retried: bool) -> None:
