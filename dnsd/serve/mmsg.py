@@ -154,23 +154,28 @@ class Batch:
             start += n
         self._run_start = self._run_end
 
-    def sender(self, index: int) -> tuple[str, int]:
-        """The (address, port) of datagram `index` of the last `recv` (for each forwarded
-        query: the few clients of a sandbox are decoded once, then looked up by their raw
-        sockaddr bytes)."""
+    def sender_name(self, index: int) -> bytes:
+        """The raw sockaddr of the sender of datagram `index` of the last `recv` (what
+        `Outbox.send` takes)."""
         offset = index * _SOCKADDR_SIZE
         names = self._names_view
-        size = _SOCKADDR_SIZE if _read_family(names, offset)[0] == socket.AF_INET6 else 8
-        raw = names[offset : offset + size].tobytes()
+        size = _SOCKADDR_SIZE if _read_family(names, offset)[0] == socket.AF_INET6 else 16
+        return names[offset : offset + size].tobytes()
+
+    def sender(self, index: int) -> tuple[str, int]:
+        """The (address, port) of datagram `index` of the last `recv` (the few clients of a
+        sandbox are decoded once, then looked up by their raw sockaddr)."""
+        raw = self.sender_name(index)
         found = self._senders.get(raw)
         if found is None:
             if len(self._senders) >= MAX_SENDERS:
                 self._senders.clear()
-            found = self._senders[raw] = _decode_sender(raw)
+            found = self._senders[raw] = decode_sender(raw)
         return found
 
 
-def _decode_sender(name: bytes) -> tuple[str, int]:
+def decode_sender(name: bytes) -> tuple[str, int]:
+    """(address, port) of a raw sockaddr_in or sockaddr_in6."""
     family, port = _read_family(name)[0], struct.unpack_from("!H", name, 2)[0]
     if family == socket.AF_INET6:
         return socket.inet_ntop(socket.AF_INET6, name[8:24]), port
