@@ -68,7 +68,7 @@ class UdpServer:
         self.stats = stats  # counted once per batch (metrics); None: counting off
         self._hits: list[bytes] = []  # the current batch's cached and fresh local replies
         self._fresh: list[bytes] = []
-        self._recalled: list[bytes] = []  # forwarded answers from the forward cache
+        self._recalled: list[bytes] = []  # bodies of answers from the forward cache
         self._rng = random.Random()
         self._cache = ReplyCache()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -115,7 +115,7 @@ class UdpServer:
                     hit(body)
                 elif (body := recall(key)) is not None:
                     reply = packet[:2] + body
-                    recalled(reply)
+                    recalled(body)
                 else:
                     decision = answer(packet, sid, view, tcp=False, rng=rng)
                     if type(decision) is Reply:
@@ -127,7 +127,7 @@ class UdpServer:
                         if reply is None:
                             self._forward_soon(packet, decision, batch.sender_name(index))
                             continue
-                        recalled(reply)
+                        recalled(reply[2:])
                     else:
                         dropped += 1
                         continue  # Drop
