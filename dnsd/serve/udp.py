@@ -4,7 +4,9 @@ No asyncio transport: `loop.add_reader` plus recvmmsg/sendmmsg (mmsg.py) reads a
 queries with one system call and sends their answers with another, instead of a callback and
 two system calls per datagram (issue 5's measurements). Works the same on asyncio and uvloop.
 Local answers and the forward cache's hits are sent from the callback; a forward that misses
-the cache is started from it too (`forward_soon`, no task) and answered when its reply comes.
+the cache is started from it too (`forward_soon`, no task) and answered when its reply comes,
+together with the other replies that came back meanwhile (one sendmmsg after the loop's
+callback, or every FLUSH_EVERY): one system call and one wake-up of the client per burst.
 """
 
 from __future__ import annotations
