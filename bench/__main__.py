@@ -51,6 +51,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="ARG",
         help="extra `dnsd serve` argument for the dns part, e.g. --dnsd-arg=--no-metrics",
     )
+    p.add_argument(
+        "--cases",
+        type=lambda text: tuple(c for c in text.split(",") if c),
+        default=(),
+        metavar="A,B",
+        help=f"dns part: run only these comparisons ({','.join(dns.CASES)}); default all",
+    )
     p.add_argument("--results-dir", type=Path, default=RESULTS_DIR, help="where to write")
     p.add_argument("--render", type=Path, metavar="JSON", help="print the table of a past run")
     args = p.parse_args(argv)
@@ -70,7 +77,9 @@ def options(args: argparse.Namespace) -> tuple[dns.DnsOptions, scale.ScaleOption
         common["rounds"] = args.rounds
     if args.duration is not None:
         common["duration_s"] = args.duration
-    dns_opts = dataclasses.replace(dns_opts, **common, daemon_args=tuple(args.dnsd_arg))
+    dns_opts = dataclasses.replace(
+        dns_opts, **common, daemon_args=tuple(args.dnsd_arg), cases=args.cases
+    )
     extra = {k: getattr(args, k) for k in ("sandboxes", "samples") if getattr(args, k)}
     return dns_opts, dataclasses.replace(scale_opts, **common, **extra)
 
@@ -191,6 +200,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench: {exc}", file=sys.stderr)
         return 2
     dns_opts, scale_opts = options(args)
+    try:
+        dns.selected_cases(dns_opts.cases)
+    except BenchError as exc:
+        print(f"bench: {exc}", file=sys.stderr)
+        return 2
     signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         results = run_parts(args, dns_opts, scale_opts)

@@ -44,6 +44,25 @@ class DnsOptions:
     new_names: int = 300_000  # per run of "every name new": more than any server answers in it
     cache_names: int = 1_000_000  # distinct names through the forward cache (its RSS bound)
     daemon_args: tuple[str, ...] = ()  # extra `dnsd serve` flags (e.g. --no-metrics)
+    cases: tuple[str, ...] = ()  # run only these of CASES (`--cases`); empty: all of them
+
+
+# The comparisons of the part, in the order they run; `--cases` picks some (short iterations).
+CASES = ("udp", "tcp", "tcp-many", "half-load", "mixed", "half-load-cached", "fwd-new", "cache-rss")
+NEEDS_UDP = ("half-load", "half-load-cached")  # their rate is half of dnsd's UDP saturation
+
+
+def selected_cases(cases: Sequence[str]) -> tuple[str, ...]:
+    """The cases to run, in CASES order; raises BenchError naming an unknown one."""
+    unknown = [c for c in cases if c not in CASES]
+    if unknown:
+        raise BenchError(
+            f"unknown dns case(s) {', '.join(unknown)}; choose from {', '.join(CASES)}"
+        )
+    picked = set(cases or CASES)
+    if picked & set(NEEDS_UDP):
+        picked.add("udp")
+    return tuple(c for c in CASES if c in picked)
 
 
 Log = Callable[[str], None]
@@ -62,6 +81,7 @@ def run(opts: DnsOptions, gen_cpu: int | None, server_cpu: int | None, log: Log 
 def _run(
     lab: BenchHost, opts: DnsOptions, gen_cpu: int | None, server_cpu: int | None, log: Log
 ) -> dict:
+    cases = selected_cases(opts.cases)
     forwarded = {f"f{i}.fwd.test": f"198.51.100.{100 + i % 150}" for i in range(opts.forwarded)}
     start_quiet_upstream(lab, UPSTREAM, forwarded)
     lab.start_daemon(*opts.daemon_args)
@@ -86,21 +106,22 @@ def _run(
         lab, peers_ns, records, cpu=server_cpu, probe_name=first, upstream=UPSTREAM
     )
     targets.append(Target("dnsmasq", peers_ns, dnsmasq.address, dnsmasq.pid, dnsmasq.source))
-    try:
-        aardvark = start_aardvark(lab, peers_ns, records, cpu=server_cpu, probe_name=first)
-        targets.append(
-            Target(
-                "aardvark-dns",
-                peers_ns,
-                aardvark.address,
-                aardvark.pid,
-                aardvark.source,
-                udp_only=True,
+    if {"udp", "half-load"} & set(cases):  # the only comparisons aardvark-dns is in
+        try:
+            aardvark = start_aardvark(lab, peers_ns, records, cpu=server_cpu, probe_name=first)
+            targets.append(
+                Target(
+                    "aardvark-dns",
+                    peers_ns,
+                    aardvark.address,
+                    aardvark.pid,
+                    aardvark.source,
+                    udp_only=True,
+                )
             )
-        )
-    except BenchError as exc:
-        skipped["aardvark-dns"] = str(exc)
-        log(f"aardvark-dns skipped: {exc}")
+        except BenchError as exc:
+            skipped["aardvark-dns"] = str(exc)
+            log(f"aardvark-dns skipped: {exc}")
     for target in targets[1:]:
         _check_answers(
             lab.netns_path("peers"), target.address, target.source or "", records, target.name
@@ -138,30 +159,39 @@ def _run(
             "tcp_many_load": _load_dict(tcp_many),
         },
         "skipped": skipped,
+        "cases": list(cases),
     }
-    log(f"UDP, {opts.rounds} rounds x {len(targets)} servers x {opts.duration_s:g} s")
-    out["udp"] = _interleaved(targets, opts.rounds, lambda t: go(t, local, udp), log)
     tcp_targets = [t for t in targets if not t.udp_only]
-    log(f"TCP pipelined, {opts.rounds} rounds x {len(tcp_targets)} servers")
-    out["tcp"] = _interleaved(tcp_targets, opts.rounds, lambda t: go(t, local, tcp), log)
-    log(f"TCP, {many} connections with few queries in flight each")
-    out["tcp_many"] = _interleaved(tcp_targets, opts.rounds, lambda t: go(t, local, tcp_many), log)
-
-    half = max(1, int(out["udp"]["summary"]["dnsd"]["qps"]["median"] / 2))
-    log(f"half load: {half} queries/s to every server, per-query latencies")
-    half_load = Load(opts.duration_s, "udp", 1, opts.outstanding, max_qps=half, verbose=True)
-    out["half_load"] = _interleaved(targets, opts.rounds, lambda t: go(t, local, half_load), log)
-    out["half_load"]["offered_qps"] = half
     mixed_targets = [t for t in targets if t.name in ("dnsd", "dnsmasq")]
-    log("mixed: half local names, half forwarded to the fake upstream (repeating: cached)")
-    out["mixed"] = _interleaved(mixed_targets, opts.rounds, lambda t: go(t, mixed, udp), log)
-    cached = str(write_query_file(lab.tmp / "forwarded.txt", list(forwarded)))
-    log(f"half load of forwarded names that repeat (cached): {half} queries/s")
-    out["half_load_cached"] = _interleaved(
-        mixed_targets, opts.rounds, lambda t: go(t, cached, half_load), log
-    )
-    out["half_load_cached"]["offered_qps"] = half
-    log(f"forwarded only, every name new ({opts.new_names:,} per run)")
+    if "udp" in cases:
+        log(f"UDP, {opts.rounds} rounds x {len(targets)} servers x {opts.duration_s:g} s")
+        out["udp"] = _interleaved(targets, opts.rounds, lambda t: go(t, local, udp), log)
+    if "tcp" in cases:
+        log(f"TCP pipelined, {opts.rounds} rounds x {len(tcp_targets)} servers")
+        out["tcp"] = _interleaved(tcp_targets, opts.rounds, lambda t: go(t, local, tcp), log)
+    if "tcp-many" in cases:
+        log(f"TCP, {many} connections with few queries in flight each")
+        out["tcp_many"] = _interleaved(
+            tcp_targets, opts.rounds, lambda t: go(t, local, tcp_many), log
+        )
+    half = max(1, int(out["udp"]["summary"]["dnsd"]["qps"]["median"] / 2)) if "udp" in out else 0
+    half_load = Load(opts.duration_s, "udp", 1, opts.outstanding, max_qps=half, verbose=True)
+    if "half-load" in cases:
+        log(f"half load: {half} queries/s to every server, per-query latencies")
+        out["half_load"] = _interleaved(
+            targets, opts.rounds, lambda t: go(t, local, half_load), log
+        )
+        out["half_load"]["offered_qps"] = half
+    if "mixed" in cases:
+        log("mixed: half local names, half forwarded to the fake upstream (repeating: cached)")
+        out["mixed"] = _interleaved(mixed_targets, opts.rounds, lambda t: go(t, mixed, udp), log)
+    if "half-load-cached" in cases:
+        cached = str(write_query_file(lab.tmp / "forwarded.txt", list(forwarded)))
+        log(f"half load of forwarded names that repeat (cached): {half} queries/s")
+        out["half_load_cached"] = _interleaved(
+            mixed_targets, opts.rounds, lambda t: go(t, cached, half_load), log
+        )
+        out["half_load_cached"]["offered_qps"] = half
     runs = iter(range(1_000_000))
 
     def new_names(target: Target) -> dict:
@@ -172,10 +202,13 @@ def _run(
         result["repeated"] = max(0, result["sent"] - opts.new_names)  # the file wrapped
         return result
 
-    out["forwarded_new"] = _interleaved(mixed_targets, opts.rounds, new_names, log)
+    if "fwd-new" in cases:
+        log(f"forwarded only, every name new ({opts.new_names:,} per run)")
+        out["forwarded_new"] = _interleaved(mixed_targets, opts.rounds, new_names, log)
     out["daemon_rss_mib"] = sample(lab.daemon_pid).rss_kib / 1024
-    log(f"forward cache RSS: {opts.cache_names:,} distinct names in a fresh process")
-    out["cache_rss"] = cache_rss(opts.cache_names)
+    if "cache-rss" in cases:
+        log(f"forward cache RSS: {opts.cache_names:,} distinct names in a fresh process")
+        out["cache_rss"] = cache_rss(opts.cache_names)
     return out
 
 

@@ -107,38 +107,57 @@ def _half_load_row(name: str, s: dict) -> list[str]:
 
 def _dns_section(dns: dict) -> list[str]:
     setup = dns["setup"]
-    udp, tcp, half = setup["udp_load"], setup["tcp_load"], dns["half_load"]
+    udp, tcp = setup["udp_load"], setup["tcp_load"]
     many = setup["tcp_many_load"]
-    rounds = len(dns["udp"]["runs"]["dnsd"])
+    first = next((dns[k] for k in ("udp", "mixed", "forwarded_new") if k in dns), None)
+    rounds = len(first["runs"]["dnsd"]) if first else 0
     per_conn = tcp["outstanding"] // max(1, tcp["clients"])
     out = [
         f"## DNS: {setup['local_names']} local names, {rounds} interleaved rounds x "
         f"{udp['duration_s']:g} s; dnsperf on cpu {setup['load_cpu']}, servers on cpu "
         f"{setup['server_cpu']}",
         "",
-        f"### UDP (dnsperf -c {udp['clients']} -q {udp['outstanding']})",
-        "",
-        *_servers_table(dns["udp"]),
-        f"### TCP pipelined (dnsperf -m tcp -c {tcp['clients']} -q {tcp['outstanding']}: "
-        f"~{per_conn} in flight per connection)",
-        "",
-        *_servers_table(dns["tcp"]),
-        f"### TCP, many connections (dnsperf -m tcp -c {many['clients']} -q "
-        f"{many['outstanding']}: dnsmasq's best case, a process per connection)",
-        "",
-        *_servers_table(dns["tcp_many"]),
-        f"### Fixed half load: {_num(half['offered_qps'])} queries/s (half of dnsd's median "
-        "UDP saturation) to every server",
-        "",
-        *_table(
-            HALF_HEADERS,
-            [_half_load_row(n, half["summary"][n]) for n in SERVERS if n in half["summary"]],
-        ),
-        "### Mixed: half local names, half forwarded to the fake upstream "
-        f"({setup['forwarded_names']} names)",
-        "",
-        *_servers_table(dns["mixed"]),
     ]
+    if "cases" in dns:  # a run of some cases only (`--cases`)
+        out += [f"Cases run: {', '.join(dns['cases'])}.", ""]
+    if "udp" in dns:
+        out += [
+            f"### UDP (dnsperf -c {udp['clients']} -q {udp['outstanding']})",
+            "",
+            *_servers_table(dns["udp"]),
+        ]
+    if "tcp" in dns:
+        out += [
+            f"### TCP pipelined (dnsperf -m tcp -c {tcp['clients']} -q {tcp['outstanding']}: "
+            f"~{per_conn} in flight per connection)",
+            "",
+            *_servers_table(dns["tcp"]),
+        ]
+    if "tcp_many" in dns:
+        out += [
+            f"### TCP, many connections (dnsperf -m tcp -c {many['clients']} -q "
+            f"{many['outstanding']}: dnsmasq's best case, a process per connection)",
+            "",
+            *_servers_table(dns["tcp_many"]),
+        ]
+    if "half_load" in dns:
+        half = dns["half_load"]
+        out += [
+            f"### Fixed half load: {_num(half['offered_qps'])} queries/s (half of dnsd's "
+            "median UDP saturation) to every server",
+            "",
+            *_table(
+                HALF_HEADERS,
+                [_half_load_row(n, half["summary"][n]) for n in SERVERS if n in half["summary"]],
+            ),
+        ]
+    if "mixed" in dns:
+        out += [
+            "### Mixed: half local names, half forwarded to the fake upstream "
+            f"({setup['forwarded_names']} names)",
+            "",
+            *_servers_table(dns["mixed"]),
+        ]
     if "half_load_cached" in dns:
         cached = dns["half_load_cached"]
         out += [

@@ -208,7 +208,7 @@ class Forwarder:
             return None
         self._inflight[sandbox_key] = self._inflight.get(sandbox_key, 0) + 1
         # First 3 as configured, then health order: a 4th server is never asked (row O09).
-        candidates = self.health.order(list(upstreams[:MAX_UPSTREAMS]), now)
+        candidates = self.health.order(upstreams[:MAX_UPSTREAMS], now)
         return Race(
             self, loop, packet, query, candidates, tcp=tcp, sandbox_key=sandbox_key,
             factory_for=sock_factory_for, done=done, now=now,

@@ -63,7 +63,8 @@ class UpstreamHealth:
 
     def record_success(self, upstream: UpstreamLike, now: float) -> None:
         """The server answered at `now`: it is healthy again, whatever it failed before."""
-        self._failed_at.pop(health_key(upstream), None)
+        if self._failed_at:  # nearly always empty: no key to build
+            self._failed_at.pop(health_key(upstream), None)
 
     def is_penalised(self, upstream: UpstreamLike, now: float) -> bool:
         """True while the server's last failure is less than `penalty_s` old."""
@@ -76,6 +77,8 @@ class UpstreamHealth:
         Among the failed ones the least recently failed comes first: it has had the longest
         time to recover. Both sorts are stable, so equal times keep the configured order.
         """
+        if not self._failed_at:  # nothing failed lately: the configured order
+            return list(upstreams)
         healthy: list[UpstreamLike] = []
         failed: list[tuple[float, UpstreamLike]] = []
         for upstream in upstreams:

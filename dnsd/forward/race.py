@@ -44,15 +44,25 @@ def try_slot(deadline_s: float, remaining_s: float) -> float:
 
 
 class _Try:
-    __slots__ = ("failure_recorded", "handle", "key", "slot_end", "started", "upstream")
+    """One server asked; the `udp_pool.Waiter` of its UDP query. `handle` is dropped when the
+    try ends: it refers back to this try (no cycle is left for the garbage collector)."""
 
-    def __init__(self, upstream: UpstreamLike, started: float, slot_end: float) -> None:
+    __slots__ = ("failure_recorded", "handle", "key", "race", "slot_end", "started", "upstream")
+
+    def __init__(self, race: Race, upstream: UpstreamLike, started: float, slot_end: float) -> None:
+        self.race = race
         self.upstream = upstream
         self.key = health_key(upstream)
         self.started = started
         self.slot_end = slot_end
         self.failure_recorded = False
         self.handle: object = None  # Pending (UDP) or Task (TCP)
+
+    def replied(self, reply: bytes) -> None:
+        self.race._replied(self, reply)
+
+    def failed(self, error: Exception) -> None:
+        self.race._failed(self, error)
 
 
 class Race:
@@ -75,6 +85,7 @@ class Race:
         "_tcp",
         "_tries",
         "_wake",
+        "_wake_at",
     )
 
     def __init__(
@@ -107,6 +118,7 @@ class Race:
         self._last_reply: bytes | None = None
         self._answered_by: str | None = None  # the server whose reply is relayed (query log)
         self._wake: Entry | None = None
+        self._wake_at = 0.0
         self._advance(now)
 
     def cancel(self) -> None:
@@ -135,14 +147,15 @@ class Race:
             wake_at = (
                 self._next_start if self._next_index < len(self._candidates) else self._deadline
             )
-            if self._wake is None or self._wake[0] != wake_at:
+            if self._wake is None or self._wake_at != wake_at:
                 if self._wake is not None:
-                    Deadlines.cancel(self._wake)
+                    deadlines.cancel(self._wake)
                 self._wake = deadlines.at(wake_at, self._woken)
+                self._wake_at = wake_at
             return
 
     def _launch(self, upstream: UpstreamLike, now: float) -> None:
-        attempt = _Try(upstream, now, self._next_start)
+        attempt = _Try(self, upstream, now, self._next_start)
         self._forwarder.stats.ask(attempt.key)
         if self._tcp:
             task = self._loop.create_task(
@@ -163,12 +176,7 @@ class Race:
                 self._factory_for,
             )  # fmt: skip
             try:
-                attempt.handle = pool.send(
-                    self._packet,
-                    self._query,
-                    lambda reply: self._replied(attempt, reply),
-                    lambda error: self._failed(attempt, error),
-                )
+                attempt.handle = pool.send(self._packet, self._query, attempt)
             except Exception as exc:  # cannot even send (or a bug): hand over at once
                 self._note_failure(attempt, exc, now)
                 self._next_start = now
@@ -190,6 +198,7 @@ class Race:
             return
         now = self._loop.time()
         self._tries.remove(attempt)
+        attempt.handle = None
         self._forwarder.health.record_success(attempt.upstream, now)
         self._forwarder.stats.answer(attempt.key, reply, now - attempt.started)
         self._answered_by = upstream_labels(attempt.key)[0]
@@ -204,6 +213,7 @@ class Race:
             return
         now = self._loop.time()
         self._tries.remove(attempt)
+        attempt.handle = None
         self._note_failure(attempt, error, now)
         self._next_start = now  # hand over to the next server at once
         self._advance(now)
@@ -266,10 +276,11 @@ class Race:
 
     def _stop(self) -> None:
         if self._wake is not None:
-            Deadlines.cancel(self._wake)
+            self._deadlines().cancel(self._wake)
             self._wake = None
         for attempt in self._tries:
             attempt.handle.cancel()  # type: ignore[attr-defined]
+            attempt.handle = None
         self._tries.clear()
         self._forwarder.finished(self._sandbox_key)
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-import socket
 import time
 from collections.abc import Callable, Hashable, Mapping
 from typing import Protocol
@@ -28,7 +27,7 @@ from ..core.wire import PLAIN_UDP_LIMIT, Query, empty_reply
 from ..core.wire import SERVFAIL as RCODE_SERVFAIL
 from ..metrics.answered import answered_by
 from ..sandbox_files.resolvconf import Upstream, sandbox_upstreams
-from ..serve.listeners import SandboxListener, SocketPool
+from ..serve.listeners import SandboxListener
 from .cache import ForwardCache, Key, cache_key, for_asker
 from .forwarder import Forwarder
 from .hits import HitTable
@@ -63,6 +62,11 @@ class ForwardRoute:
         self._host_upstreams = host_upstreams
         self._uncached: frozenset[str] = frozenset()
         self._plans: dict[str, Plan] = {}
+        # Each upstream set's number, the scope of its cache keys: a key of plain numbers and
+        # bytes hashes in C (a tuple of `Upstream` dataclasses hashed in Python, several times
+        # per query) and is nothing the garbage collector tracks.
+        self._scope_ids: dict[Hashable, int] = {}
+        self._next_scope_id = 0
         self._flights: dict[FlightKey, list[tuple[Query, ReplyTo]]] = {}
         self._tables: dict[str, HitTable] = {}
         self._generation = 0  # bumped by `update`: the hit tables start again
@@ -83,10 +87,11 @@ class ForwardRoute:
         self._plans = {}
         self._generation += 1
         self._tables = {sid: t for sid, t in self._tables.items() if sid in sandboxes}
-        if self.cache.enabled and len(self.cache):
+        if self.cache.enabled and (len(self.cache) or len(self._scope_ids) > len(sandboxes)):
             scopes = {scope for _, scope in map(self._plan, sandboxes) if scope is not None}
-            if scopes != {scope for _, scope in old.values() if scope is not None}:
+            if len(self.cache) and scopes != {s for _, s in old.values() if s is not None}:
                 self.cache.retain(scopes)
+            self._scope_ids = {s: n for s, n in self._scope_ids.items() if n in scopes}
 
     def cached(self, decision: Forward, sandbox_id: str, packet: bytes = b"") -> bytes | None:
         """The cached answer for a UDP query, or None (then `forward` it). No await: the
@@ -171,7 +176,7 @@ class ForwardRoute:
             upstreams,
             tcp=tcp,
             sandbox_key=sandbox_id,
-            sock_factory_for=socket_factory(listener.pool),
+            sock_factory_for=listener.pool.for_upstream,
             done=lambda reply: self._landed(reply, query, key, flight, reply_to, bool(upstreams)),
         )
 
@@ -200,7 +205,11 @@ class ForwardRoute:
         if self.cache.enabled and upstreams and sandbox_id not in self._uncached:
             # A loopback server of the sandbox's own is a different server in every sandbox.
             private = any(_loopback(u.address) and not u.host_loopback for u in upstreams)
-            scope = (upstreams, sandbox_id) if private else upstreams
+            servers = (upstreams, sandbox_id) if private else upstreams
+            scope = self._scope_ids.get(servers)
+            if scope is None:
+                scope = self._scope_ids[servers] = self._next_scope_id
+                self._next_scope_id += 1
         plan = self._plans[sandbox_id] = (upstreams, scope)
         return plan
 
@@ -218,13 +227,3 @@ def _loopback(address: str) -> bool:
         return ipaddress.ip_address(address.split("%")[0]).is_loopback
     except ValueError:
         return False
-
-
-def socket_factory(pool: SocketPool) -> Callable[[Upstream], Callable]:
-    """Queries leave from the sandbox's namespace (source = its address, like Docker);
-    the host's loopback resolvers (127.0.0.53) are dialled from the daemon's own."""
-
-    def for_upstream(upstream: Upstream) -> Callable[[int, int], socket.socket]:
-        return socket.socket if upstream.host_loopback else pool.take
-
-    return for_upstream

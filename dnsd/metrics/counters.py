@@ -14,6 +14,7 @@ seconds are shared among its outcomes by count.
 
 from __future__ import annotations
 
+import functools
 from bisect import bisect_left
 from collections import _count_elements  # type: ignore[attr-defined]  # Counter's C loop
 from collections.abc import Iterable, Sequence
@@ -97,7 +98,7 @@ class QueryStats:
         # Not yet settled, per latency bucket: cached reply -> how often; fresh replies; seconds.
         self._hits: list[dict[bytes, int]] = [{} for _ in range(_N_BUCKETS)]
         self._fresh: list[list[bytes]] = [[] for _ in range(_N_BUCKETS)]
-        self._recalled: list[list[bytes]] = [[] for _ in range(_N_BUCKETS)]
+        self._recalled: list[dict[bytes, int]] = [{} for _ in range(_N_BUCKETS)]
         self._seconds = [0.0] * _N_BUCKETS
         self._pending = 0
         self._held = 0
@@ -111,31 +112,31 @@ class QueryStats:
         recalled: Sequence[bytes] = (),
     ) -> None:
         """One batch answered in `seconds`: `hits` are reply-cache bodies (replies without their
-        id), `fresh` whole local replies, `dropped` datagrams not answered, `recalled` whole
-        forwarded replies from the forward cache."""
+        id), `fresh` whole local replies, `dropped` datagrams not answered, `recalled` bodies
+        of forwarded replies from the forward cache (tallied like `hits`: the same entry gives
+        the same body object for a second, so each is classified once, not parsed per reply)."""
         bucket = bisect_left(LATENCY_BOUNDS, seconds)
-        if len(hits) > 4:
-            _count_elements(self._hits[bucket], hits)
-        elif hits:  # the C loop's set-up costs more than a few lookups
-            tally = self._hits[bucket]
-            for body in hits:
-                tally[body] = tally.get(body, 0) + 1
+        for bodies, tallies in ((hits, self._hits), (recalled, self._recalled)):
+            if len(bodies) > 4:
+                _count_elements(tallies[bucket], bodies)
+            elif bodies:  # the C loop's set-up costs more than a few lookups
+                tally = tallies[bucket]
+                for body in bodies:
+                    tally[body] = tally.get(body, 0) + 1
         if fresh:
             self._fresh[bucket].extend(fresh)
-        if recalled:
-            self._recalled[bucket].extend(recalled)
         n = len(hits) + len(fresh) + len(recalled)
         self._seconds[bucket] += seconds * n
         if dropped:
             self.counts[OTHER_QTYPE * N_OUTCOMES + DROPPED] += dropped
         self._pending += n
-        self._held += len(fresh) + len(recalled)
+        self._held += len(fresh)
         if self._pending > SETTLE_AFTER or self._held > HOLD_REPLIES:
             self.settle()
         if self.log is not None:
             self.log.offer_batch(self, hits, fresh, seconds)
-            for reply in recalled:
-                self.log.offer(self, reply, 2, CACHED, seconds, None)
+            for body in recalled:
+                self.log.offer(self, body, 0, CACHED, seconds, None)
 
     def settle(self) -> None:
         """Classify what `batch` tallied (thread: the loop's; the collector calls it)."""
@@ -147,20 +148,21 @@ class QueryStats:
             if not tally and not fresh and not recalled:
                 continue
             seen = [0] * N_OUTCOMES
-            for body, n in tally.items():
-                kind = kinds.get(body)
-                if kind is None:
-                    if len(kinds) >= _MEMO_LIMIT:
-                        kinds.clear()
-                    kind = kinds[body] = kind_of(body, 0, CACHED)
-                counts[kind] += n
-                seen[kind % N_OUTCOMES] += n
-                self.cache_hits += n
-            for replies, positive in ((fresh, LOCAL), (recalled, CACHED)):
-                for reply in replies:
-                    kind = kind_of(reply, 2, positive)
-                    counts[kind] += 1
-                    seen[kind % N_OUTCOMES] += 1
+            for bodies, local in ((tally, True), (recalled, False)):
+                for body, n in bodies.items():
+                    kind = kinds.get(body)
+                    if kind is None:
+                        if len(kinds) >= _MEMO_LIMIT:
+                            kinds.clear()
+                        kind = kinds[body] = kind_of(body, 0, CACHED)
+                    counts[kind] += n
+                    seen[kind % N_OUTCOMES] += n
+                    if local:
+                        self.cache_hits += n
+            for reply in fresh:
+                kind = kind_of(reply, 2, LOCAL)
+                counts[kind] += 1
+                seen[kind % N_OUTCOMES] += 1
             mean = self._seconds[bucket] / max(sum(seen), 1)
             for outcome, n in enumerate(seen):
                 if n:
@@ -168,7 +170,7 @@ class QueryStats:
                     latency[outcome].sum += mean * n
             self._hits[bucket] = {}
             self._fresh[bucket] = []
-            self._recalled[bucket] = []
+            self._recalled[bucket] = {}
             self._seconds[bucket] = 0.0
         self._pending = self._held = 0
 
@@ -268,6 +270,7 @@ class ApiStats:
         self.requests[key] = self.requests.get(key, 0) + 1
 
 
+@functools.lru_cache(maxsize=1024)  # asked for every forwarded reply (the query log's field)
 def upstream_labels(key: tuple) -> tuple[str, str]:
     """(upstream, via) label values of a health key (address, port, where)."""
     address, port, where = key

@@ -17,7 +17,9 @@ from dataclasses import dataclass
 
 from netcore.kernel.base import Kernel, NetnsWorker
 
+from ..forward.client import SockFactory
 from ..metrics.counters import QueryStats
+from ..sandbox_files.resolvconf import Upstream
 from .handler import QueryHandler
 from .pair import ServerPair
 
@@ -153,6 +155,12 @@ class SocketPool:
                 lambda: [socket.socket(family, socket.SOCK_DGRAM) for _ in range(count)]
             )
         return free.pop()
+
+    def for_upstream(self, upstream: Upstream) -> SockFactory:
+        """The socket factory for `upstream`: queries leave from the sandbox's namespace
+        (source = its address, like Docker); the host's loopback resolvers (127.0.0.53) are
+        dialled from the daemon's own."""
+        return socket.socket if upstream.host_loopback else self.take
 
     def close(self) -> None:
         for free in self._free.values():

@@ -51,6 +51,8 @@ _MSG_LEN_OFFSET = _Mmsghdr.msg_len.offset
 _IOV_SIZE = ctypes.sizeof(_Iovec)
 _IOV_LEN_OFFSET = _Iovec.iov_len.offset
 _read_len = struct.Struct("=I").unpack_from
+_read_family = struct.Struct("=H").unpack_from
+MAX_SENDERS = 4096  # decoded client addresses kept (`Batch.sender`)
 _write_size = struct.Struct("N").pack_into  # size_t, native
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
@@ -95,6 +97,8 @@ class Batch:
                 hdr.msg_iovlen = 1
         self._recv_addr = ctypes.addressof(self._recv)
         self._send_addr = ctypes.addressof(self._send)
+        self._names_view = memoryview(self._names).cast("B")
+        self._senders: dict[bytes, tuple[str, int]] = {}
         self._data_view = memoryview(self._data).cast("B")
         self._out_view = memoryview(self._out).cast("B")
         self._recv_raw = _bytes_of(self._recv)
@@ -150,10 +154,90 @@ class Batch:
             start += n
         self._run_start = self._run_end
 
+    def sender_name(self, index: int) -> bytes:
+        """The raw sockaddr of the sender of datagram `index` of the last `recv` (what
+        `Outbox.send` takes)."""
+        offset = index * _SOCKADDR_SIZE
+        names = self._names_view
+        size = _SOCKADDR_SIZE if _read_family(names, offset)[0] == socket.AF_INET6 else 16
+        return names[offset : offset + size].tobytes()
+
     def sender(self, index: int) -> tuple[str, int]:
-        """The (address, port) of datagram `index` of the last `recv`."""
-        name = ctypes.string_at(self._names_addr + index * _SOCKADDR_SIZE, _SOCKADDR_SIZE)
-        family, port = struct.unpack_from("=H", name)[0], struct.unpack_from("!H", name, 2)[0]
-        if family == socket.AF_INET6:
-            return socket.inet_ntop(socket.AF_INET6, name[8:24]), port
-        return socket.inet_ntoa(name[4:8]), port
+        """The (address, port) of datagram `index` of the last `recv` (the few clients of a
+        sandbox are decoded once, then looked up by their raw sockaddr)."""
+        raw = self.sender_name(index)
+        found = self._senders.get(raw)
+        if found is None:
+            if len(self._senders) >= MAX_SENDERS:
+                self._senders.clear()
+            found = self._senders[raw] = decode_sender(raw)
+        return found
+
+
+def decode_sender(name: bytes) -> tuple[str, int]:
+    """(address, port) of a raw sockaddr_in or sockaddr_in6."""
+    family, port = _read_family(name)[0], struct.unpack_from("!H", name, 2)[0]
+    if family == socket.AF_INET6:
+        return socket.inet_ntop(socket.AF_INET6, name[8:24]), port
+    return socket.inet_ntoa(name[4:8]), port
+
+
+_NAMELEN_OFFSET = _Msghdr.msg_namelen.offset
+_write_u32 = struct.Struct("=I").pack_into
+
+
+class Outbox:
+    """sendmmsg(2) of datagrams given as bytes: to a connected socket's peer, or each to its
+    own raw sockaddr. Copies into its own buffers (not `Batch`'s: it is flushed later)."""
+
+    def __init__(self, size: int = BATCH) -> None:
+        self.size = size
+        self._data = ctypes.create_string_buffer(MAX_DATAGRAM * size)
+        self._names = ctypes.create_string_buffer(_SOCKADDR_SIZE * size)
+        data, names = ctypes.addressof(self._data), ctypes.addressof(self._names)
+        self._iov = (_Iovec * size)()
+        self._hdrs = (_Mmsghdr * size)()
+        for i in range(size):
+            self._iov[i].iov_base = data + i * MAX_DATAGRAM
+            hdr = self._hdrs[i].msg_hdr
+            hdr.msg_name = names + i * _SOCKADDR_SIZE
+            hdr.msg_iov = ctypes.pointer(self._iov[i])
+            hdr.msg_iovlen = 1
+        self._hdrs_addr = ctypes.addressof(self._hdrs)
+        self._data_view = memoryview(self._data).cast("B")
+        self._names_view = memoryview(self._names).cast("B")
+        self._iov_raw = _bytes_of(self._iov)
+        self._hdrs_raw = _bytes_of(self._hdrs)
+
+    def send(
+        self, fd: int, messages: list[bytes], names: list[bytes] | None = None
+    ) -> tuple[int, OSError | None]:
+        """Send `messages` in order (to `names[i]`, raw sockaddrs, or to the peer): how many
+        were sent, and why the next one was not (None when all were). A message longer than a
+        slot (MAX_DATAGRAM) is the caller's to send alone."""
+        sent = 0
+        total = len(messages)
+        while sent < total:
+            count = min(self.size, total - sent)
+            for slot in range(count):
+                data = messages[sent + slot]
+                offset = slot * MAX_DATAGRAM
+                self._data_view[offset : offset + len(data)] = data
+                _write_size(self._iov_raw, slot * _IOV_SIZE + _IOV_LEN_OFFSET, len(data))
+                namelen = 0
+                if names is not None:
+                    name = names[sent + slot]
+                    namelen = len(name)
+                    at = slot * _SOCKADDR_SIZE
+                    self._names_view[at : at + namelen] = name
+                _write_u32(self._hdrs_raw, slot * _MMSGHDR_SIZE + _NAMELEN_OFFSET, namelen)
+            n = _sendmmsg(fd, self._hdrs_addr, count, _MSG_DONTWAIT)
+            if n <= 0:
+                err = ctypes.get_errno()
+                if n < 0 and err == _EINTR:
+                    continue
+                if err == _EAGAIN:
+                    return sent, BlockingIOError(err, os.strerror(err))
+                return sent, OSError(err, os.strerror(err))
+            sent += n
+        return sent, None

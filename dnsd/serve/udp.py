@@ -4,7 +4,9 @@ No asyncio transport: `loop.add_reader` plus recvmmsg/sendmmsg (mmsg.py) reads a
 queries with one system call and sends their answers with another, instead of a callback and
 two system calls per datagram (issue 5's measurements). Works the same on asyncio and uvloop.
 Local answers and the forward cache's hits are sent from the callback; a forward that misses
-the cache is started from it too (`forward_soon`, no task) and answered when its reply comes.
+the cache is started from it too (`forward_soon`, no task) and answered when its reply comes,
+together with the other replies that came back meanwhile (one sendmmsg after the loop's
+callback, or every FLUSH_EVERY): one system call and one wake-up of the client per burst.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import TYPE_CHECKING
 from ..core.answer import Forward, Reply, answer
 from ..core.cache import ReplyCache
 from ..metrics.answered import answered_by
-from .mmsg import Batch
+from .mmsg import MAX_DATAGRAM, Batch, Outbox, decode_sender
 
 if TYPE_CHECKING:
     from ..metrics.counters import QueryStats
@@ -31,6 +33,7 @@ log = logging.getLogger(__name__)
 ROUNDS = 4  # batches per wakeup, so one busy sandbox cannot starve the others
 FLUSH_EVERY = 16  # replies sent per system call at most: latency, not only throughput
 _batch: Batch | None = None
+_outbox: Outbox | None = None
 
 
 def shared_batch() -> Batch:
@@ -39,6 +42,14 @@ def shared_batch() -> Batch:
     if _batch is None:
         _batch = Batch()
     return _batch
+
+
+def shared_outbox() -> Outbox:
+    """The buffers forwarded replies are sent from, shared like `shared_batch`."""
+    global _outbox
+    if _outbox is None:
+        _outbox = Outbox()
+    return _outbox
 
 
 def _nothing(_key: bytes) -> None:
@@ -59,10 +70,15 @@ class UdpServer:
         self.stats = stats  # counted once per batch (metrics); None: counting off
         self._hits: list[bytes] = []  # the current batch's cached and fresh local replies
         self._fresh: list[bytes] = []
-        self._recalled: list[bytes] = []  # forwarded answers from the forward cache
+        self._recalled: list[bytes] = []  # bodies of answers from the forward cache
         self._rng = random.Random()
         self._cache = ReplyCache()
         self._loop: asyncio.AbstractEventLoop | None = None
+        # Forwarded replies come back one by one (each upstream wakeup may bring many): they
+        # are sent together right after the loop's current callback, or every FLUSH_EVERY.
+        self._replies: list[bytes] = []
+        self._reply_names: list[bytes] = []
+        self._flush_scheduled = False
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self.sock.setblocking(False)
@@ -101,7 +117,7 @@ class UdpServer:
                     hit(body)
                 elif (body := recall(key)) is not None:
                     reply = packet[:2] + body
-                    recalled(reply)
+                    recalled(body)
                 else:
                     decision = answer(packet, sid, view, tcp=False, rng=rng)
                     if type(decision) is Reply:
@@ -111,9 +127,9 @@ class UdpServer:
                     elif type(decision) is Forward:
                         reply = forward_cached(decision, sid, packet)  # no task either
                         if reply is None:
-                            self._forward_soon(packet, decision, batch.sender(index))
+                            self._forward_soon(packet, decision, batch.sender_name(index))
                             continue
-                        recalled(reply)
+                        recalled(reply[2:])
                     else:
                         dropped += 1
                         continue  # Drop
@@ -137,14 +153,43 @@ class UdpServer:
     def cached_replies(self) -> int:
         return len(self._cache)
 
-    def _forward_soon(self, packet: bytes, decision: Forward, addr: tuple[str, int]) -> None:
-        reply_to = partial(self._forwarded, addr, monotonic())
+    def _forward_soon(self, packet: bytes, decision: Forward, name: bytes) -> None:
+        reply_to = partial(self._forwarded, name, monotonic())
         self.handler.forward_soon(packet, decision, self.sandbox_id, tcp=False, reply_to=reply_to)
 
-    def _forwarded(self, addr: tuple[str, int], started: float, reply: bytes) -> None:
+    def _forwarded(self, name: bytes, started: float, reply: bytes) -> None:
+        """The reply to a forwarded query of the client at raw sockaddr `name`."""
         if self.stats is not None:  # `answered_by` is set while the forwarder calls back
             self.stats.forwarded(reply, monotonic() - started, answered_by.get())
-        self._send_alone(reply, addr)
+        if len(reply) > MAX_DATAGRAM:
+            self._send_alone(reply, decode_sender(name))
+            return
+        self._replies.append(reply)
+        self._reply_names.append(name)
+        if len(self._replies) >= FLUSH_EVERY:
+            self._flush_forwarded()
+        elif not self._flush_scheduled and self._loop is not None:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush_soon)
+
+    def _flush_soon(self) -> None:
+        self._flush_scheduled = False
+        self._flush_forwarded()
+
+    def _flush_forwarded(self) -> None:
+        replies, names = self._replies, self._reply_names
+        if not replies:
+            return
+        self._replies, self._reply_names = [], []
+        if self.sock.fileno() == -1:  # closed while the upstream was asked
+            return
+        fd, outbox, done = self.sock.fileno(), shared_outbox(), 0
+        while done < len(replies):
+            sent, error = outbox.send(fd, replies[done:], names[done:])
+            done += sent
+            if error is not None:  # a full buffer or a client gone: that reply is lost
+                log.debug("udp send in %s: %s", self.sandbox_id[:12], error)
+                done += 1
 
     def _send_alone(self, data: bytes, addr: tuple[str, int]) -> None:
         if self.sock.fileno() == -1:  # closed while the upstream was asked

@@ -10,7 +10,7 @@ import struct
 import pytest
 
 from bench.__main__ import SMOKE_SCALE, options, parse_args
-from bench.dns import alternate, ratios_vs_dnsd, summarize_runs
+from bench.dns import CASES, alternate, ratios_vs_dnsd, selected_cases, summarize_runs
 from bench.dnsperf import Load, dnsperf_command, parse_output, parse_summary
 from bench.lab import BenchError, parse_proc_stat, parse_vm_rss_kib
 from bench.peers import aardvark_config_text, dnsmasq_argv, hosts_file_text
@@ -223,6 +223,30 @@ def test_smoke_options_and_overrides():
     assert (dns.rounds, dns.duration_s, scale.rounds, scale.sandboxes) == (2, 3, 2, 50)
     with pytest.raises(SystemExit):
         parse_args(["--rounds", "0"])
+
+
+def test_cases_pick_comparisons_and_bring_the_udp_run_half_load_needs():
+    assert options(parse_args([]))[0].cases == ()
+    dns, _ = options(parse_args(["--only", "dns", "--cases", "fwd-new,mixed"]))
+    assert dns.cases == ("fwd-new", "mixed")
+    assert selected_cases(dns.cases) == ("mixed", "fwd-new")  # in the part's order
+    assert selected_cases(()) == CASES
+    assert selected_cases(("half-load-cached",)) == ("udp", "half-load-cached")
+    with pytest.raises(BenchError, match=r"unknown dns case.*fwd-old.*choose from"):
+        selected_cases(("fwd-old",))
+
+
+def test_report_of_some_cases_shows_only_those():
+    results = sample_results()
+    dns = results["dns"]
+    for part in ("udp", "tcp", "tcp_many", "half_load"):
+        del dns[part]
+    dns["forwarded_new"] = _part({"dnsd": [_run("dnsd", 9e3)], "dnsmasq": [_run("dnsmasq", 3e3)]})
+    dns["cases"] = ["mixed", "fwd-new"]
+    text = render(results)
+    assert "Cases run: mixed, fwd-new." in text
+    assert "### Mixed" in text and "### Forwarded only" in text and "| 3.00x |" in text
+    assert "### UDP" not in text and "### TCP" not in text and "half load" not in text
 
 
 def _run(

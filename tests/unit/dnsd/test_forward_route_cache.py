@@ -5,6 +5,7 @@ sandbox's own loopback resolver kept private, and big answers not replayed over 
 from __future__ import annotations
 
 import asyncio
+import socket
 
 import pytest
 from dnslib import EDNS0, QTYPE, RR, TXT, A, DNSRecord
@@ -47,8 +48,13 @@ class Forwarder:
         task.add_done_callback(lambda task: done(task.result()))
 
 
+class Pool:
+    def for_upstream(self, upstream: object) -> object:
+        return socket.socket
+
+
 class Listener:
-    pool = None
+    pool = Pool()
 
 
 class Listeners:

@@ -83,10 +83,13 @@ def test_a_batch_counts_hits_fresh_replies_and_drops_with_the_batch_latency():
 
 def test_answers_from_the_forward_cache_count_as_cached():
     stats = QueryStats("d" * 64)
-    stats.batch([], [], 0, 0.0001, [reply("ext.test"), reply("gone.test", rcode="NXDOMAIN")])
+    ext, gone = reply("ext.test")[2:], reply("gone.test", rcode="NXDOMAIN")[2:]
+    stats.batch([], [], 0, 0.0001, [ext, gone, ext])
+    stats.batch([], [], 0, 0.0001, [ext] * 6)
     stats.settle()
     by_label = {split_kind(k): n for k, n in enumerate(stats.counts) if n}
-    assert by_label == {("A", "cached"): 1, ("A", "nxdomain"): 1}
+    assert by_label == {("A", "cached"): 8, ("A", "nxdomain"): 1}
+    assert stats.cache_hits == 0  # the reply cache's count: these came from the forward cache
 
 
 def test_much_pending_is_settled_without_a_scrape():
