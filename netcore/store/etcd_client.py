@@ -20,7 +20,8 @@ from typing import Any
 
 from ..errors import StoreError
 
-REQUEST_TIMEOUT_S = 2.0  # one request to one member; the next member is tried after it
+CONNECT_TIMEOUT_S = 2.0  # reaching one member; the next member is tried after it
+REPLY_TIMEOUT_S = 7.0  # a member that took the request: etcd gives up on its own after 5 s
 
 
 class EtcdUnavailable(StoreError):
@@ -37,7 +38,8 @@ class EtcdOptions:
     key: str | None = None
     user: str | None = None
     password: str | None = None
-    timeout_s: float = REQUEST_TIMEOUT_S
+    timeout_s: float = CONNECT_TIMEOUT_S
+    reply_timeout_s: float = REPLY_TIMEOUT_S
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +148,10 @@ class EtcdClient:
     ) -> dict[str, Any]:
         conn = self._connection(endpoint, self.options.timeout_s)
         try:
+            conn.connect()
+            # A loaded member (a slow fsync) answers late, not never: a write it took must not
+            # be reported as lost after the connect timeout.
+            conn.sock.settimeout(self.options.reply_timeout_s)
             conn.request("POST", path, json.dumps(body), self._headers(endpoint))
             resp = conn.getresponse()
             raw = resp.read()
