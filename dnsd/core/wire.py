@@ -267,6 +267,15 @@ def error_reply(packet: bytes, rcode: int, question_end: int | None = None) -> b
     return HEADER.pack(ident, flags, 1, 0, 0, 0) + packet[12:question_end]
 
 
+def refused_reply(packet: bytes) -> bytes | None:
+    """REFUSED for a query this listener will not answer for its sender (question echoed
+    when it parses); None for what gets no reply at all (too short, or a response)."""
+    try:
+        return empty_reply(parse_query(packet), REFUSED)
+    except MalformedQuery as exc:
+        return None if exc.rcode is None else error_reply(packet, REFUSED)
+
+
 def is_answer_to(reply: bytes, query: Query) -> bool:
     """True when `reply` is a response to `query`: QR set, same id and opcode, and the same one
     question (qname case-insensitively, qtype, qclass), or none at all with an error rcode.

@@ -4,7 +4,8 @@ Static `--host-dns` addresses are wanted for the daemon's whole life. With `gate
 the gateway (IPv4, and IPv6 where the network has it) of every network whose bridge is a link
 of this host: a bridge network from its creation, an overlay network from its first local
 connect. Internal networks count too: their gateway is on the host's bridge like any other,
-and the host listener never forwards, so it gives an internal network no way out.
+and the host listener never forwards, so it gives an internal network no way out; nor does it
+answer a sandbox at all (`admission.SandboxSources`).
 `plan_listeners` is the difference between the listeners open and the addresses wanted.
 """
 

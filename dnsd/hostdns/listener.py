@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import ipaddress
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from netcore.errors import InvalidArgument
@@ -109,13 +110,16 @@ def _bind_error(address: HostAddress, proto: str, exc: OSError) -> InvalidArgume
 
 
 class HostListener(ServerPair):
-    """One `--host-dns` address, served by the sandbox listeners' UDP and TCP servers."""
+    """One `--host-dns` address, served by the sandbox listeners' UDP and TCP servers; a
+    client that `admit` refuses (a sandbox: `admission.SandboxSources`) is not answered."""
 
     def __init__(
         self,
         address: HostAddress,
         sockets: tuple[socket.socket, socket.socket],
         handler: QueryHandler,
+        admit: Callable[[str], bool] | None = None,
     ) -> None:
         super().__init__(*sockets, HOST_ASKER, handler)
         self.address = address
+        self.udp.admit = self.tcp.admit = admit

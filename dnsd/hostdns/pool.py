@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from collections.abc import Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 
 from netcore.errors import InvalidArgument
 
@@ -35,8 +35,9 @@ class HostListeners:
     """Address -> listener. The caller serialises every method; `addresses` may be read from
     any thread (a tuple replaced whole)."""
 
-    def __init__(self, handler: QueryHandler) -> None:
+    def __init__(self, handler: QueryHandler, admit: Callable[[str], bool] | None = None) -> None:
         self.handler = handler
+        self.admit = admit  # which client addresses may ask (None: all)
         self._open: dict[HostAddress, HostListener] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._unbindable: set[HostAddress] = set()  # logged already; cleared once bound
@@ -55,7 +56,7 @@ class HostListeners:
                 tcp.close()
             raise
         for address, socks in opened:
-            self._open[address] = HostListener(address, socks, self.handler)
+            self._open[address] = HostListener(address, socks, self.handler, self.admit)
         self.addresses = tuple(self._open)
 
     async def start(self) -> None:
@@ -99,7 +100,7 @@ class HostListeners:
                 log.warning("host dns: %s; tried again on the next change", exc)
             return
         self._unbindable.discard(address)
-        listener = HostListener(address, sockets, self.handler)
+        listener = HostListener(address, sockets, self.handler, self.admit)
         try:
             self._on_loop(listener.serve())
         except Exception as exc:  # the loop is stopping: nothing serves any more

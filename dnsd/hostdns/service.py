@@ -21,6 +21,7 @@ from netcore.names import validate_dns_name
 from ..config import DaemonConfig
 from ..core.answer import Forward
 from ..core.view import ZoneView
+from .admission import SandboxSources
 from .gateways import parse_gateways, wanted_addresses
 from .hostsfile import HostHostsFile
 from .incremental import HostViewBuilder
@@ -81,7 +82,8 @@ class HostDns:
         resolved: ResolvedRegistrar | None = None,
     ) -> None:
         self.config = config
-        self.listeners = HostListeners(self)
+        self._sources = SandboxSources()  # replaced whole on each snapshot
+        self.listeners = HostListeners(self, self.admits)
         self.links = links  # this host's interface names: is a network's bridge here?
         self.hosts_file = (
             HostHostsFile(config.hosts_file, config.domain) if config.hosts_file else None
@@ -92,6 +94,10 @@ class HostDns:
         self._revision = -1
         self._lock = threading.Lock()
         self._logged: set[bytes] = set()
+
+    def admits(self, client: str) -> bool:
+        """Whether `client` may ask the host listeners: not a sandbox (the event loop)."""
+        return self._sources.admits(client)
 
     @property
     def addresses(self) -> tuple[HostAddress, ...]:
@@ -179,6 +185,7 @@ class HostDns:
             if config.listens:
                 # The view first: a gateway opened below answers its network's names at once.
                 self._host = self._views.build(snapshot)
+                self._sources = SandboxSources.of(snapshot)
                 links = self.links() if config.gateway_port is not None else ()
                 self.listeners.reconcile(
                     wanted_addresses(snapshot, config.addresses, config.gateway_port, links)

@@ -12,6 +12,7 @@ import asyncio
 import logging
 import random
 import socket
+from collections.abc import Callable
 from time import monotonic
 from typing import TYPE_CHECKING
 
@@ -51,6 +52,8 @@ class TcpServer:
         self.connections: set[_Connection] = set()
         self._server: asyncio.Server | None = None
         self.rng = random.Random()
+        # Host listeners only: whether a client address may connect (the others are closed).
+        self.admit: Callable[[str], bool] | None = None
 
     async def start(self) -> None:
         self.sock.setblocking(False)
@@ -81,6 +84,13 @@ class _Connection(asyncio.Protocol):
             log.debug("tcp: %s has too many connections", self.server.sandbox_id[:12])
             transport.close()
             return
+        admit = self.server.admit
+        if admit is not None:
+            peer = transport.get_extra_info("peername")
+            if not peer or not admit(peer[0]):
+                log.debug("tcp: %s may not ask this listener", peer)
+                transport.close()
+                return
         self.server.connections.add(self)
         self.transport.set_write_buffer_limits(high=MAX_WRITE_BUFFER // 4)
         loop = asyncio.get_running_loop()

@@ -15,12 +15,14 @@ import asyncio
 import logging
 import random
 import socket
+from collections.abc import Callable
 from functools import partial
 from time import monotonic
 from typing import TYPE_CHECKING
 
 from ..core.answer import Forward, Reply, answer
 from ..core.cache import ReplyCache
+from ..core.wire import refused_reply
 from ..metrics.answered import answered_by
 from .mmsg import MAX_DATAGRAM, Batch, Outbox, decode_sender
 
@@ -79,6 +81,8 @@ class UdpServer:
         self._replies: list[bytes] = []
         self._reply_names: list[bytes] = []
         self._flush_scheduled = False
+        # Host listeners only: whether a client address may ask (the others get REFUSED).
+        self.admit: Callable[[str], bool] | None = None
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self.sock.setblocking(False)
@@ -100,6 +104,7 @@ class UdpServer:
         forward_cached = self.handler.cached
         queue_reply, flush = batch.queue_reply, batch.flush
         stats, hits, fresh, forwarded = self.stats, self._hits, self._fresh, self._recalled
+        admit = self.admit
         hit, miss, recalled = hits.append, fresh.append, forwarded.append
         for _ in range(ROUNDS):
             try:
@@ -111,8 +116,13 @@ class UdpServer:
             queued = dropped = 0
             for index, packet in enumerate(packets):
                 key = packet[2:]
-                body = remembered(key)
-                if body is not None:
+                if admit is not None and not admit(batch.sender(index)[0]):
+                    refused = refused_reply(packet)
+                    if refused is None:
+                        dropped += 1
+                        continue
+                    reply = refused
+                elif (body := remembered(key)) is not None:
                     reply = packet[:2] + body
                     hit(body)
                 elif (body := recall(key)) is not None:

@@ -51,6 +51,13 @@ def test_gateway_of_a_network_created_after_start_answers_and_goes_with_it(gatew
         assert time.monotonic() - connected < 1.5  # dig's own start-up included
         assert host_short(h, "+tcp", web, server=GATEWAY) == ["10.97.0.2"]
         assert "status: REFUSED" in host_dig(h, "example.com", server=GATEWAY)
+        # a sandbox reaches the gateway too, but it is no host: it has its own 127.0.0.11
+        udp = h.sandbox_exec("web", "dig", "+time=1", "+tries=1", f"@{GATEWAY}", web).stdout
+        assert "status: REFUSED" in udp and "ANSWER SECTION" not in udp, udp
+        tcp = h.sandbox_exec(
+            "web", "dig", "+tcp", "+time=1", "+tries=1", f"@{GATEWAY}", web, check=False
+        ).stdout
+        assert "ANSWER SECTION" not in tcp and "10.97.0.2" not in tcp, tcp
         assert len(_listening(h, GATEWAY)) == 2  # UDP and TCP, opened once
         open_now = h.ok("GET", "/info")["Dnsd"]["HostDns"]
         assert open_now == [default, f"{GATEWAY}:53"]  # the default bridge is one too
