@@ -5,7 +5,7 @@ before the next is asked as well, the earlier ones still heard until the deadlin
 unreachable server or a SERVFAIL/REFUSED/non-authoritative NXDOMAIN hands over at once; a good
 answer ends it; at the deadline the last answer received, else SERVFAIL.
 
-A UDP try is a `udp_pool.Pending` (a reply or an error calls back); a TCP try is a task of
+A UDP try is a `upstream_conn.Pending` (a reply or an error calls back); a TCP try is a task of
 `client.exchange` (TCP is rare: a connection per query anyway). Wake-ups (a slot's end, the
 deadline) come from the forwarder's `Deadlines`.
 """
@@ -44,7 +44,7 @@ def try_slot(deadline_s: float, remaining_s: float) -> float:
 
 
 class _Try:
-    """One server asked; the `udp_pool.Waiter` of its UDP query. `handle` is dropped when the
+    """One server asked; the `upstream_conn.Waiter` of its UDP query. `handle` is dropped when the
     try ends: it refers back to this try (no cycle is left for the garbage collector)."""
 
     __slots__ = ("failure_recorded", "handle", "key", "race", "slot_end", "started", "upstream")

@@ -27,17 +27,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import socket
 from collections.abc import Callable
-from typing import Protocol
 
 from netcore.errors import NetcoreError
 
-from ..core.wire import MAX_MESSAGE, Query, is_answer_to
-from ..serve.mmsg import MAX_DATAGRAM, Outbox
+from ..core.wire import Query
+from ..serve.mmsg import Outbox
 from .client import SockFactory, UpstreamError, UpstreamUnreachable, describe, family_of
 from .health import HealthKey, UpstreamLike, health_key
+from .upstream_conn import Pending, RandomIds, UpstreamConn, Waiter, send_all
 
 log = logging.getLogger(__name__)
 
@@ -45,127 +44,6 @@ SOCKETS_PER_UPSTREAM = 4
 QUERIES_PER_SOCKET = 100
 SOCKET_LIFETIME_S = 10.0
 FLUSH_EVERY = 16  # queued queries sent at once at most: a batch's first ones need not wait
-READS_PER_WAKEUP = 64  # replies read per readable socket per wakeup, then the loop moves on
-
-
-class Waiter(Protocol):
-    """Who waits on a query sent here (a `race._Try`): told its reply or its error, once.
-    Methods rather than closures: a query costs no function objects and no reference cycle
-    for the garbage collector."""
-
-    def replied(self, reply: bytes) -> None: ...
-
-    def failed(self, error: UpstreamError) -> None: ...
-
-
-class _RandomIds:
-    """16-bit ids from os.urandom, read 2,048 at a time (one system call per 2,048 queries)."""
-
-    __slots__ = ("_buffer", "_next")
-
-    def __init__(self) -> None:
-        self._buffer = b""
-        self._next = 0
-
-    def take(self) -> int:
-        at = self._next
-        if at >= len(self._buffer):
-            self._buffer, at = os.urandom(4096), 0
-        self._next = at + 2
-        return (self._buffer[at] << 8) | self._buffer[at + 1]
-
-
-class Pending:
-    """One query waiting on one socket; `cancel` it when its answer is no longer wanted."""
-
-    __slots__ = ("conn", "ident", "packet", "query", "waiter")
-
-    def __init__(
-        self, conn: _Conn, ident: int, query: Query, waiter: Waiter, packet: bytes = b""
-    ) -> None:
-        self.conn = conn
-        self.ident = ident
-        self.query = query
-        self.waiter = waiter
-        self.packet = packet  # as sent (but its id), for a resend on a fresh socket
-
-    def cancel(self) -> None:
-        conn = self.conn
-        if conn.pending.get(self.ident) is self:
-            del conn.pending[self.ident]
-            if conn.retired and not conn.pending:
-                conn.close()
-
-
-class _Conn:
-    """One connected socket and the queries waiting on it (by the id they were sent with)."""
-
-    __slots__ = (
-        "born", "fd", "loop", "pending", "retired", "sent", "sock", "turn", "unsent", "upstream",
-    )  # fmt: skip
-
-    def __init__(
-        self,
-        sock: socket.socket,
-        upstream: UpstreamLike,
-        loop: asyncio.AbstractEventLoop,
-        turn: int = 0,
-    ) -> None:
-        self.sock = sock
-        self.fd = sock.fileno()
-        self.upstream = upstream
-        self.loop = loop
-        self.turn = turn  # its place in `UpstreamSockets.conns`
-        self.pending: dict[int, Pending] = {}
-        self.unsent: list[tuple[bytes, Pending]] = []  # queued by `send`, out at the flush
-        self.sent = 0
-        self.born = loop.time()
-        self.retired = False
-        loop.add_reader(self.fd, self._readable)
-
-    def retire(self) -> None:
-        self.retired = True
-        if not self.pending:
-            self.close()
-
-    def close(self) -> None:
-        if self.fd != -1:
-            self.loop.remove_reader(self.fd)
-            self.sock.close()
-            self.fd = -1
-
-    def fail_all(self, error: UpstreamError) -> None:
-        waiting = list(self.pending.values())
-        self.pending.clear()
-        self.retire()
-        for pending in waiting:
-            pending.waiter.failed(error)
-
-    def _readable(self) -> None:
-        pending, recv = self.pending, self.sock.recv
-        for _ in range(READS_PER_WAKEUP):
-            try:
-                data = recv(MAX_MESSAGE)
-            except BlockingIOError:
-                return
-            except OSError as exc:  # ICMP unreachable: about this server, for every query here
-                name = describe(self.upstream, tcp=False)
-                self.fail_all(UpstreamUnreachable(f"{name} is unreachable: {exc}", self.upstream))
-                return
-            if len(data) < 12:
-                continue
-            waiting = pending.get((data[0] << 8) | data[1])
-            if waiting is None:
-                continue  # nobody asked with that id (any more): a spoof or a late answer
-            reply = waiting.query.id.to_bytes(2, "big") + data[2:]
-            if not is_answer_to(reply, waiting.query):
-                continue  # the right id, the wrong question: keep waiting
-            del pending[waiting.ident]
-            if self.retired and not pending:
-                self.close()
-            waiting.waiter.replied(reply)
-            if self.fd == -1:
-                return
 
 
 class _Flusher:
@@ -174,12 +52,12 @@ class _Flusher:
     __slots__ = ("_dirty", "_outbox", "_queued", "_scheduled")
 
     def __init__(self) -> None:
-        self._dirty: list[tuple[UpstreamSockets, _Conn]] = []
+        self._dirty: list[tuple[UpstreamSockets, UpstreamConn]] = []
         self._outbox: Outbox | None = None
         self._queued = 0
         self._scheduled = False
 
-    def queue(self, owner: UpstreamSockets, conn: _Conn, first: bool) -> None:
+    def queue(self, owner: UpstreamSockets, conn: UpstreamConn, first: bool) -> None:
         """One more query queued on `conn` (`first`: its queue was empty)."""
         if first:
             if not self._scheduled:
@@ -213,7 +91,7 @@ class UpstreamSockets:
         loop: asyncio.AbstractEventLoop,
         upstream: UpstreamLike,
         factory: SockFactory,
-        ids: _RandomIds,
+        ids: RandomIds,
         flusher: _Flusher | None = None,
     ) -> None:
         self._loop = loop
@@ -222,7 +100,7 @@ class UpstreamSockets:
         self._ids = ids
         self._flusher = flusher if flusher is not None else _Flusher()
         self._turn = 0
-        self.conns: list[_Conn | None] = [None] * SOCKETS_PER_UPSTREAM
+        self.conns: list[UpstreamConn | None] = [None] * SOCKETS_PER_UPSTREAM
 
     def send(self, packet: bytes, query: Query, waiter: Waiter) -> Pending:
         """Queue `packet` with a fresh random id (sent after the loop's current callback);
@@ -240,11 +118,11 @@ class UpstreamSockets:
         self._flusher.queue(self, conn, first)
         return waiting
 
-    def _flush(self, conn: _Conn, outbox: Outbox, *, retried: bool) -> None:
+    def _flush(self, conn: UpstreamConn, outbox: Outbox, *, retried: bool) -> None:
         queued, conn.unsent = conn.unsent, []
         if conn.fd == -1:  # closed meanwhile (the sandbox went): its queries were failed
             return
-        sent, error = _send_all(outbox, conn, [data for data, _ in queued])
+        sent, error = send_all(outbox, conn, [data for data, _ in queued])
         if error is None:
             return
         rest = [
@@ -291,7 +169,7 @@ class UpstreamSockets:
                 conn.fail_all(error)
         self.conns = [None] * SOCKETS_PER_UPSTREAM
 
-    def _conn(self, turn: int) -> _Conn:
+    def _conn(self, turn: int) -> UpstreamConn:
         conn = self.conns[turn]
         if conn is not None:
             if (
@@ -301,7 +179,7 @@ class UpstreamSockets:
             ):
                 return conn
             conn.retire()
-        conn = self.conns[turn] = _Conn(self._open(), self.upstream, self._loop, turn)
+        conn = self.conns[turn] = UpstreamConn(self._open(), self.upstream, self._loop, turn)
         return conn
 
     def _open(self) -> socket.socket:
@@ -327,7 +205,7 @@ class UdpPools:
 
     def __init__(self) -> None:
         self._owners: dict[str, dict[HealthKey, UpstreamSockets]] = {}
-        self._ids = _RandomIds()
+        self._ids = RandomIds()
         self._flusher = _Flusher()
         self._sweeper: asyncio.TimerHandle | None = None
 
@@ -398,26 +276,3 @@ class _LazyFactory:
 
     def __call__(self, family: int, kind: int) -> socket.socket:
         return self.factory_for(self.upstream)(family, kind)
-
-
-def _send_all(outbox: Outbox, conn: _Conn, messages: list[bytes]) -> tuple[int, OSError | None]:
-    """`messages` to the socket's server: one sendmmsg per slot-sized run, a send of its own
-    for a message longer than a slot."""
-    sent = 0
-    while sent < len(messages):
-        data = messages[sent]
-        if len(data) > MAX_DATAGRAM:
-            try:
-                conn.sock.send(data)
-            except OSError as exc:
-                return sent, exc
-            sent += 1
-            continue
-        end = sent + 1
-        while end < len(messages) and len(messages[end]) <= MAX_DATAGRAM:
-            end += 1
-        count, error = outbox.send(conn.fd, messages[sent:end])
-        sent += count
-        if error is not None:
-            return sent, error
-    return sent, None
