@@ -194,15 +194,13 @@ class ListenerSet:
     def _discard_prepared(self, sandbox_id: str, sockets: SandboxSockets | None) -> None:
         if sockets is None:
             return
-        sockets.udp.close()
-        sockets.tcp.close()
         # The redirect table is the namespace's, not this listener's: a listener started or
         # prepared since (a retried connect) has put its own ports there.
         with self._lock:
             in_use = sandbox_id in self._running or sandbox_id in self._prepared
             if not in_use:
                 self._remove_redirect(sockets.netns_path)
-        sockets.worker.close()
+        sockets.close()
 
     def _remove_redirect(self, netns_path: str) -> str | None:
         try:
