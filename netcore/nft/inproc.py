@@ -133,9 +133,7 @@ class NftHelpers:
         finally:
             self._free.put(helper)
         if error is not None:
-            # The binary says which line it means (the library quotes another): ask it.
-            NftCli().apply(script, netns=netns)
-            raise NftError(f"nft refused the script in namespace {netns}: {error}", script)
+            raise self._refused(netns, script, error)
 
     def apply_each(self, jobs: Sequence[tuple[str, str]]) -> list[NftError | None]:
         """Apply each (namespace, script) of a batch (a restart's 1,000 redirects): the jobs
@@ -173,7 +171,9 @@ class NftHelpers:
 
     @staticmethod
     def _refused(netns: str, script: str, error: str) -> NftError:
-        try:  # the binary says which line it means
+        """The error for a refused script: the binary's when it refuses too (it says which
+        line it means; the library quotes another), else the library's."""
+        try:
             NftCli().apply(script, netns=netns)
         except NftError as exc:
             return exc
