@@ -280,6 +280,7 @@ def summarize_runs(runs: dict[str, list[dict]]) -> dict[str, dict]:
             "not_noerror": sum(r["completed"] - r["rcodes"].get("NOERROR", 0) for r in results),
             "cpu_us_per_query": col("server_cpu_us_per_query"),
             "cpu_pct": col("server_cpu_pct"),
+            "kernel_pct": col("server_kernel_pct"),
             "rss_mib": col("server_rss_mib"),
         }
     return out

@@ -71,18 +71,21 @@ class ProcSample:
     threads: int
     fds: int = 0
     sockets: int = 0
+    kernel_s: float = 0.0  # of cpu_s, in the kernel (stime + cstime)
 
 
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
-def parse_proc_stat(text: str) -> tuple[float, int]:
-    """(utime+stime+cutime+cstime in seconds, threads) from the text of /proc/PID/stat."""
+def parse_proc_stat(text: str) -> tuple[float, int, float]:
+    """(utime+stime+cutime+cstime in seconds, threads, stime+cstime in seconds) from the text
+    of /proc/PID/stat."""
     # The command name (field 2) may hold spaces and parentheses: split after the last ')'.
     rest = text.rsplit(")", 1)[1].split()
     # rest[0] is field 3 (state): utime..cstime are fields 14-17, num_threads is field 20.
     ticks = sum(int(rest[i]) for i in range(11, 15))
-    return ticks / _CLK_TCK, int(rest[17])
+    kernel = int(rest[12]) + int(rest[14])
+    return ticks / _CLK_TCK, int(rest[17]), kernel / _CLK_TCK
 
 
 def parse_vm_rss_kib(status_text: str) -> int:
@@ -97,7 +100,7 @@ def sample(pid: int, *, descriptors: bool = False) -> ProcSample:
     """One reading of `pid` from /proc; descriptors (fds, sockets) only when asked (1,000
     sandboxes mean thousands of readlinks)."""
     try:
-        cpu_s, threads = parse_proc_stat(Path(f"/proc/{pid}/stat").read_text())
+        cpu_s, threads, kernel_s = parse_proc_stat(Path(f"/proc/{pid}/stat").read_text())
         rss = parse_vm_rss_kib(Path(f"/proc/{pid}/status").read_text())
     except OSError as exc:
         raise BenchError(f"process {pid} is gone ({exc.strerror}): see its log") from exc
@@ -110,7 +113,7 @@ def sample(pid: int, *, descriptors: bool = False) -> ProcSample:
                 sockets += os.readlink(f"{fd_dir}/{entry}").startswith("socket:")
             except OSError:
                 continue  # closed meanwhile
-    return ProcSample(cpu_s, rss, threads, fds, sockets)
+    return ProcSample(cpu_s, rss, threads, fds, sockets, kernel_s)
 
 
 # --- the host namespace with the daemon ---

@@ -50,6 +50,7 @@ SERVER_HEADERS = [
     "not NOERROR",
     "server CPU us/query",
     "server CPU %",
+    "of it in the kernel %",
     "RSS MiB",
     "dnsd / server",
 ]
@@ -95,7 +96,8 @@ def _servers_table(part: dict) -> list[str]:
         latency = [_spread(s["avg_latency_ms"], 3), _spread(s.get("p99_ms"), 3)]
         rows.append([name, _spread(s["qps"]), *latency, lost, _num(s.get("not_noerror"))])
         rows[-1] += [_spread(s["cpu_us_per_query"], 1), _spread(s["cpu_pct"])]
-        rows[-1] += [_spread(s["rss_mib"], 1), _spread(ratio, 2, "x") if ratio else ""]
+        rows[-1] += [_spread(s.get("kernel_pct")), _spread(s["rss_mib"], 1)]
+        rows[-1] += [_spread(ratio, 2, "x") if ratio else ""]
     return _table(SERVER_HEADERS, rows)
 
 

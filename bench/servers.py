@@ -27,7 +27,8 @@ class Target:
 
 def measure(target: Target, query_file: str, load: Load, *, cpu: int | None) -> dict[str, object]:
     """One dnsperf run against `target`: dnsperf's numbers plus the server's CPU per query,
-    CPU use (percent of one core) and RSS, from /proc before and after."""
+    CPU use (percent of one core), the kernel's share of it, and RSS, from /proc before and
+    after."""
     argv = dnsperf_command(target.address, query_file, load, source=target.source, cpu=cpu)
     for attempt in range(2):
         before = sample(target.pid)
@@ -52,6 +53,7 @@ def measure(target: Target, query_file: str, load: Load, *, cpu: int | None) -> 
         server_cpu_s=cpu_s,
         server_cpu_pct=cpu_s / result.run_time_s * 100 if result.run_time_s else None,
         server_cpu_us_per_query=cpu_s / result.completed * 1e6 if result.completed else None,
+        server_kernel_pct=(after.kernel_s - before.kernel_s) / cpu_s * 100 if cpu_s > 0 else None,
         server_rss_mib=after.rss_kib / 1024,
     )
     if load.max_qps is not None:

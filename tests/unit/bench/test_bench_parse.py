@@ -136,8 +136,9 @@ def test_proc_stat_and_status_parsing():
     fields = ["S", "1", "2", "3", "0", "-1", "0", "0", "0", "0", "0"]
     fields += [str(ticks * 2), str(ticks), str(ticks // 2 * 2), "0", "20", "0", "7"]
     text = "123 (a b) c) " + " ".join(fields) + " 0 0 0"
-    cpu, threads = parse_proc_stat(text)
+    cpu, threads, kernel = parse_proc_stat(text)
     assert cpu == pytest.approx(3 + (ticks // 2 * 2) / ticks)
+    assert kernel == pytest.approx(1)  # stime 1 s, cstime 0
     assert threads == 7
     assert parse_vm_rss_kib("Name:\tx\nVmRSS:\t  54321 kB\nThreads: 2\n") == 54321
     assert parse_vm_rss_kib("Name:\tkthread\n") == 0
