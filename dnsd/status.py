@@ -23,6 +23,7 @@ from .hostdns.service import HostDns
 from .metrics.collector import HealthFacts, Sources
 from .metrics.counters import ApiStats, StatsBook, upstream_labels
 from .metrics.querylog import QueryLog
+from .serve.mmsg import ACCELERATED
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +120,8 @@ class DaemonStatus:
             "Health": self._health_info(),
             # The `--host-dns` listeners open now (with `gateways`: one per local network).
             "HostDns": [] if self.host_dns is None else [str(a) for a in self.host_dns.addresses],
+            # Which UDP hot loop answers: "C" (the accelerator built at install) or "Python".
+            "UdpLoop": "C" if ACCELERATED else "Python",
         }
 
     def _health_info(self) -> dict[str, Any]:

@@ -52,6 +52,14 @@ def status_lines(info: dict[str, Any]) -> list[str]:
         metrics = "/metrics on the API"
     lines.append(f"metrics:      {metrics}")
     lines.append(f"query log:    {dnsd.get('QueryLog') or 'off'}")
+    if "UdpLoop" in dnsd:
+        loop = dnsd["UdpLoop"]
+        if loop == "C":
+            lines.append("udp loop:     C accelerator")
+        else:
+            lines.append(
+                f"udp loop:     {loop} (slower: install gcc and python3-dev, reinstall dnsd)"
+            )
     if "HostDns" in dnsd:
         lines.append(f"host dns:     {', '.join(dnsd['HostDns']) or 'off'}")
     health = dnsd.get("Health")

@@ -18,6 +18,7 @@ import ctypes.util
 import os
 import socket
 import struct
+from collections.abc import Callable
 
 BATCH = 64
 MAX_DATAGRAM = 4096  # a query never comes near this; a longer one is cut and gets FORMERR
@@ -54,6 +55,15 @@ _read_len = struct.Struct("=I").unpack_from
 _read_family = struct.Struct("=H").unpack_from
 MAX_SENDERS = 4096  # decoded client addresses kept (`Batch.sender`)
 _write_size = struct.Struct("N").pack_into  # size_t, native
+
+try:  # the C hot loop, built at install time when a compiler is there (setup.py)
+    from . import _fastpath
+except ImportError:  # pragma: no cover - a machine without gcc and python3-dev
+    _fastpath = None
+if os.environ.get("DNSD_PURE_PYTHON"):  # the specification's loop (tests, bench A/B)
+    _fastpath = None
+
+ACCELERATED = _fastpath is not None
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
 _recvmmsg = _libc.recvmmsg
@@ -96,6 +106,7 @@ class Batch:
                 hdr.msg_iov = ctypes.pointer(iov[i])
                 hdr.msg_iovlen = 1
         self._recv_addr = ctypes.addressof(self._recv)
+        self._out_addr = out
         self._send_addr = ctypes.addressof(self._send)
         self._names_view = memoryview(self._names).cast("B")
         self._senders: dict[bytes, tuple[str, int]] = {}
@@ -124,6 +135,57 @@ class Batch:
                  + _read_len(raw, i * _MMSGHDR_SIZE + _MSG_LEN_OFFSET)[0]].tobytes()
             for i in range(n)
         ]  # fmt: skip
+
+    def answer_known(
+        self,
+        fd: int,
+        remembered: dict[bytes, bytes] | None,
+        recall: Callable[[bytes], bytes | None] | None,
+        hits: list[bytes],
+        recalled: list[bytes],
+    ) -> tuple[int, list[tuple[int, bytes]]]:
+        """Receive a batch and answer, with one sendmmsg, each query whose bytes after its ID
+        are a key of `remembered` (else for which `recall` gives bytes): its ID, then that
+        value, appended to `hits` (or `recalled`); a datagram shorter than a DNS header is not
+        looked up. Returns how many datagrams came and the
+        others, as (index, packet), for the caller to answer with `queue_reply`, `flush` and
+        `sender`. In C when the accelerator is built (`_fastpath.c`); `_answer_known` is its
+        specification."""
+        if _fastpath is not None:
+            self._run_start = self._run_end = 0
+            return _fastpath.answer_known(
+                fd, self._recv_addr, self.size, self._out_addr, MAX_DATAGRAM, _SOCKADDR_SIZE,
+                remembered, recall, hits, recalled,
+            )  # fmt: skip
+        return self._answer_known(fd, remembered, recall, hits, recalled)
+
+    def _answer_known(
+        self,
+        fd: int,
+        remembered: dict[bytes, bytes] | None,
+        recall: Callable[[bytes], bytes | None] | None,
+        hits: list[bytes],
+        recalled: list[bytes],
+    ) -> tuple[int, list[tuple[int, bytes]]]:
+        packets = self.recv(fd)
+        misses: list[tuple[int, bytes]] = []
+        for index, packet in enumerate(packets):
+            key = packet[2:]
+            if len(packet) < 12:  # shorter than a DNS header
+                body = None
+            elif remembered is not None and (body := remembered.get(key)) is not None:
+                into = hits
+            elif recall is not None and (body := recall(key)) is not None:
+                into = recalled
+            else:
+                body = None
+            if body is None or len(body) + 2 > MAX_DATAGRAM:
+                misses.append((index, packet))
+                continue
+            into.append(body)
+            self.queue_reply(fd, index, packet[:2] + body)
+        self.flush(fd)
+        return len(packets), misses
 
     def queue_reply(self, fd: int, index: int, data: bytes) -> bool:
         """Queue `data` for the sender of datagram `index` of the last `recv` (in increasing

@@ -3,7 +3,9 @@
 No asyncio transport: `loop.add_reader` plus recvmmsg/sendmmsg (mmsg.py) reads a batch of
 queries with one system call and sends their answers with another, instead of a callback and
 two system calls per datagram (issue 5's measurements). Works the same on asyncio and uvloop.
-Local answers and the forward cache's hits are sent from the callback; a forward that misses
+The replies the listener remembers and the forward cache's hits are found and sent by
+`Batch.answer_known` (a C loop when the accelerator is built: no Python per such query); the
+other local answers are sent from the callback too. A forward that misses
 the cache is started from it too (`forward_soon`, no task) and answered when its reply comes,
 together with the other replies that came back meanwhile (one sendmmsg after the loop's
 callback, or every FLUSH_EVERY): one system call and one wake-up of the client per burst.
@@ -54,10 +56,6 @@ def shared_outbox() -> Outbox:
     return _outbox
 
 
-def _nothing(_key: bytes) -> None:
-    return None
-
-
 class UdpServer:
     def __init__(
         self,
@@ -98,48 +96,48 @@ class UdpServer:
         batch, fd, cache = shared_batch(), self.sock.fileno(), self._cache
         sid, rng = self.sandbox_id, self._rng
         view = self.handler.view
-        remembered = cache.entries(view).get  # the hot path: one slice, one lookup
+        remembered = cache.entries(view)  # the hot path: one slice, one lookup (in C if built)
         table = self.handler.hit_table(sid, view)
-        recall = table.get if table is not None else _nothing  # the forward cache's, alike
+        recall = table.get if table is not None else None  # the forward cache's, alike
         forward_cached = self.handler.cached
         queue_reply, flush = batch.queue_reply, batch.flush
         stats, hits, fresh, forwarded = self.stats, self._hits, self._fresh, self._recalled
         admit = self.admit
-        hit, miss, recalled = hits.append, fresh.append, forwarded.append
+        if admit is not None:  # a host listener: every datagram is looked at here, first
+            known, recall_known = None, None
+        else:
+            known, recall_known = remembered, recall
         for _ in range(ROUNDS):
+            started = monotonic()
             try:
-                packets = batch.recv(fd)
+                received, others = batch.answer_known(fd, known, recall_known, hits, forwarded)
             except OSError as exc:  # e.g. an ICMP error queued on the socket
                 log.debug("udp recv in %s: %s", sid[:12], exc)
                 return
-            started = monotonic()
             queued = dropped = 0
-            for index, packet in enumerate(packets):
-                key = packet[2:]
-                if admit is not None and not admit(batch.sender(index)[0]):
-                    refused = refused_reply(packet)
-                    if refused is None:
-                        dropped += 1
-                        continue
-                    reply = refused
-                elif (body := remembered(key)) is not None:
-                    reply = packet[:2] + body
-                    hit(body)
-                elif (body := recall(key)) is not None:
-                    reply = packet[:2] + body
-                    recalled(body)
-                else:
+            for index, packet in others:
+                reply = None
+                if admit is not None:  # a host listener: the asker first, then its cache
+                    if not admit(batch.sender(index)[0]):
+                        reply = refused_reply(packet)
+                        if reply is None:
+                            dropped += 1
+                            continue
+                    elif (body := remembered.get(packet[2:])) is not None:
+                        reply = packet[:2] + body
+                        hits.append(body)
+                if reply is None:
                     decision = answer(packet, sid, view, tcp=False, rng=rng)
                     if type(decision) is Reply:
                         reply = decision.data
-                        miss(reply)
+                        fresh.append(reply)
                         cache.put(packet, reply, view)
                     elif type(decision) is Forward:
                         reply = forward_cached(decision, sid, packet)  # no task either
                         if reply is None:
                             self._forward_soon(packet, decision, batch.sender_name(index))
                             continue
-                        recalled(reply[2:])
+                        forwarded.append(reply[2:])
                     else:
                         dropped += 1
                         continue  # Drop
@@ -151,12 +149,12 @@ class UdpServer:
                     flush(fd)
                     queued = 0
             flush(fd)
-            if stats is not None and packets:  # the one counting call of a batch
+            if stats is not None and received:  # the one counting call of a batch
                 stats.batch(hits, fresh, dropped, monotonic() - started, forwarded)
             hits.clear()
             fresh.clear()
             forwarded.clear()
-            if len(packets) < batch.size:
+            if received < batch.size:
                 return
 
     @property

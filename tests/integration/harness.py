@@ -99,11 +99,13 @@ class HostNamespace:
             *extra_args,
         ]
 
-    def start_daemon(self, *extra_args: str) -> None:
+    def start_daemon(self, *extra_args: str, env: dict[str, str] | None = None) -> None:
+        """Start the daemon in this namespace (with `env` added to ours) and wait for its API."""
         log = open(self.tmp / "daemon.log", "ab")  # noqa: SIM115 - closed in cleanup()
         self.logs.append(log)
         self.daemon = subprocess.Popen(
             self.daemon_argv(*extra_args),
+            env=None if env is None else {**os.environ, **env},
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,

@@ -10,7 +10,9 @@ from contextlib import asynccontextmanager
 
 import pytest
 
+from dnsd.serve.mmsg import ACCELERATED
 from tests.fakes.upstream import Behaviour, FakeUpstream, slow, spoof
+from tests.support.requires import unavailable
 
 from .harness import HostNamespace
 
@@ -45,12 +47,16 @@ def ttls(out: str, qname: str = QNAME) -> list[int]:
 
 @asynccontextmanager
 async def lab(
-    h: HostNamespace, *daemon_args: str, options: dict | None = None, **fake_kw: object
+    h: HostNamespace,
+    *daemon_args: str,
+    options: dict | None = None,
+    env: dict[str, str] | None = None,
+    **fake_kw: object,
 ) -> AsyncIterator[FakeUpstream]:
-    """A daemon, network `c` (with `options`), sandboxes s1 and s2 whose only upstream is a
-    fake on UPSTREAM in the daemon's namespace."""
+    """A daemon (its environment plus `env`), network `c` (with `options`), sandboxes s1 and
+    s2 whose only upstream is a fake on UPSTREAM in the daemon's namespace."""
     h.exec("ip", "addr", "add", f"{UPSTREAM}/32", "dev", "lo")
-    h.start_daemon(*daemon_args)
+    h.start_daemon(*daemon_args, env=env)
     h.network("c", IPAM={"Config": [{"Subnet": "10.97.13.0/24"}]}, Options=options or {})
     for short in ("s1", "s2"):
         h.sandbox(short, "c", Dns=[UPSTREAM])
@@ -71,6 +77,24 @@ async def test_hundred_lookups_from_two_sandboxes_ask_upstream_once(host):
         later = await dig(host, "s1", QNAME)
         assert 0 < ttls(later)[0] <= 300
         assert len(fake.queries) == 1
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("udp_loop", ["C", "Python"])
+async def test_both_udp_loops_answer_local_and_cached_names_alike(host, udp_loop):
+    # The C loop (built at install) answers repeats of a query from its tables; the Python
+    # loop, its specification, must do the same where there is no compiler.
+    if udp_loop == "C" and not ACCELERATED:
+        unavailable("the C accelerator is not built: install gcc and python3-dev, reinstall")
+    env = {"DNSD_PURE_PYTHON": "1"} if udp_loop == "Python" else {}
+    async with lab(host, env=env) as fake:
+        local = host.sandbox_name("s2")
+        out = await dig(host, "s1", *[QNAME, local, "nothere.c", local, "AAAA"] * 25)
+        assert statuses(out) == ["NOERROR", "NOERROR", "NXDOMAIN", "NOERROR"] * 25, out
+        assert out.count("198.51.100.200") == 25 and out.count("10.97.13.") >= 25
+        assert fake.qnames().count(QNAME) == 1, fake.qnames()
+        status = host.ok("GET", "/info")["Dnsd"]["UdpLoop"]
+        assert status == udp_loop
 
 
 @pytest.mark.asyncio

@@ -40,7 +40,7 @@ FACTS = {
     "MetricsListen": "127.0.0.1:9153", "QueryLog": "/var/log/dnsd/queries.jsonl",
     "Health": {"Checks": {"healthy": 3, "unhealthy": 1}, "FailOpenNames": 2, "WorkerPid": 4243,
                "WorkerRestarts": 1},
-    "HostDns": ["127.0.0.153:53", "10.1.0.1:53"],
+    "HostDns": ["127.0.0.153:53", "10.1.0.1:53"], "UdpLoop": "C",
 }  # fmt: skip
 
 
@@ -119,10 +119,14 @@ def test_status_lines_say_what_an_operator_asks_first():
         "probe worker pid 4243, 1 restarts"
     ) in text
     assert "host dns:     127.0.0.153:53, 10.1.0.1:53" in text
+    assert "udp loop:     C accelerator" in text
     empty = "\n".join(
-        status_lines({"ServerVersion": "1", "Dnsd": {"Upstreams": [], "HostDns": []}})
+        status_lines(
+            {"ServerVersion": "1", "Dnsd": {"Upstreams": [], "HostDns": [], "UdpLoop": "Python"}}
+        )
     )
     assert "none (forwarded queries get SERVFAIL)" in empty and "host dns:     off" in empty
+    assert "udp loop:     Python (slower: install gcc and python3-dev, reinstall dnsd)" in empty
 
 
 @pytest.fixture
