@@ -190,16 +190,30 @@ def test_dns_redirect_answers_from_port_53_and_leaves_53_free(ns: str) -> None:
     assert before["udp"] is None and before["tcp"] is None  # control: only the DNAT routes it
     for _ in range(2):
         CLI.apply(render_dns_redirect(udp_port, tcp_port), netns=path(ns))
-    assert len(listed_rules(ns, "ip dnsd-dns output")) == 1  # TCP's DNAT
-    assert len(listed_rules(ns, "ip dnsd-dns udp_stateless")) == 2  # UDP both ways, notrack
+    assert len(listed_rules(ns, "ip dnsd-dns stateless")) == 4  # UDP, TCP both ways, notrack
     after = dns_probe(ns, udp_port, tcp_port)
-    # No SNAT rule needed: conntrack rewrites TCP replies' source back to 127.0.0.11:53, and
-    # the stateless rule UDP replies' source port.
+    # No conntrack: the stateless rules rewrite the replies' source port back to 53.
     assert after == {
         "udp": ["answer:query", ["127.0.0.11", 53]],
         "tcp": ["tcp-answer", ["127.0.0.11", 53]],
         "port_53_free": True,
     }
+
+
+def test_the_redirect_replaces_an_older_daemons_dnat_chain(ns: str) -> None:
+    """Daemons before this one DNATed TCP (and once UDP) in chain `output`: that chain kept
+    conntrack hooked in the sandbox; re-applying the redirect removes it in one transaction."""
+    old = (
+        "add table ip dnsd-dns\n"
+        "add chain ip dnsd-dns output { type nat hook output priority -100; policy accept; }\n"
+        "add rule ip dnsd-dns output ip daddr 127.0.0.11 tcp dport 53 "
+        "dnat to 127.0.0.11:40054\n"
+    )
+    CLI.apply(old, netns=path(ns))
+    CLI.apply(render_dns_redirect(40053, 40054), netns=path(ns))
+    listing = sh("ip", "netns", "exec", ns, "nft", "list", "table", "ip", "dnsd-dns")
+    assert "dnat" not in listing and "chain output" not in listing, listing
+    assert dns_probe(ns, 40053, 40054)["tcp"] == ["tcp-answer", ["127.0.0.11", 53]]
 
 
 # --- the host ruleset, with traffic: bridges and sandboxes inside a private "host" netns ---
@@ -368,7 +382,7 @@ def test_libnftables_applies_in_the_workers_namespace_only(ns: str) -> None:
     # The daemon has thousands of descriptors: libnftables (select(2)) must not run in it.
     spare = [os.open("/dev/null", os.O_RDONLY) for _ in range(1100)]
     LinuxKernel().apply_dns_redirect(worker, 40053, 40054)
-    assert len(listed_rules(ns, "ip dnsd-dns udp_stateless")) == 2
+    assert len(listed_rules(ns, "ip dnsd-dns stateless")) == 4
     assert sh("nft", "list", "tables") == own_before  # nothing in the daemon's namespace
     LinuxKernel().remove_dns_redirect(path(ns), worker)
     assert "ip dnsd-dns" not in tables(ns)
@@ -406,8 +420,6 @@ def test_a_batch_of_redirects_lands_in_each_namespace_and_reports_each_failure()
         assert [e is None for e in errors] == [True, True, False, True, True, True]
         assert isinstance(errors[2], VanishedNamespace)
         for i, name in enumerate(names):
-            rules = listed_rules(name, "ip dnsd-dns udp_stateless")
+            rules = listed_rules(name, "ip dnsd-dns stateless")
             assert any(f"udp dport set {41000 + i}" in r for r in rules), rules
-            assert f"dnat to 127.0.0.11:{42000 + i}" in " ".join(
-                listed_rules(name, "ip dnsd-dns output")
-            )
+            assert any(f"tcp dport set {42000 + i}" in r for r in rules), rules

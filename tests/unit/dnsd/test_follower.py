@@ -137,7 +137,7 @@ async def test_a_new_sandbox_gets_a_serving_listener_and_its_files(tmp_path):
         for sb in (web, cli):
             udp_port, tcp_port = follower.listeners.get(sb.id).sockets.ports
             assert f"udp dport 53 notrack udp dport set {udp_port}" in kernel.nft[sb.netns_path]
-            assert f"tcp dport 53 dnat to 127.0.0.11:{tcp_port}" in kernel.nft[sb.netns_path]
+            assert f"tcp dport 53 notrack tcp dport set {tcp_port}" in kernel.nft[sb.netns_path]
         assert addresses(await ask(follower, web, "cli")) == ["10.1.0.3"]
         resolv = Path(web.resolv_conf_path).read_text()
         assert "nameserver 127.0.0.11" in resolv and "search first.test" in resolv

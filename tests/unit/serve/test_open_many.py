@@ -25,7 +25,7 @@ def test_each_listener_opens_or_reports_what_failed_and_leaks_nothing():
     for sockets in (opened[0], opened[3]):
         udp_port, tcp_port = sockets.ports
         assert f"udp dport set {udp_port}" in kernel.nft[sockets.netns_path]
-        assert f"dnat to 127.0.0.11:{tcp_port}" in kernel.nft[sockets.netns_path]
+        assert f"tcp dport set {tcp_port}" in kernel.nft[sockets.netns_path]
         assert not sockets.worker.closed
         sockets.close()
     refused = [w for w in workers if w.path == paths[2]]
