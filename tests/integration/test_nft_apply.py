@@ -216,6 +216,22 @@ def test_the_redirect_replaces_an_older_daemons_dnat_chain(ns: str) -> None:
     assert dns_probe(ns, 40053, 40054)["tcp"] == ["tcp-answer", ["127.0.0.11", 53]]
 
 
+def test_a_tcp_connect_while_no_listener_is_refused_at_once(ns: str) -> None:
+    """No conntrack to reverse the rewrite: the RST from the listener's closed port must go
+    out from port 53 too, or the client would wait for its timeout."""
+    CLI.apply(render_dns_redirect(40053, 40054), netns=path(ns))
+    probe = (
+        "import socket, time\n"
+        "t = time.monotonic()\n"
+        "try:\n"
+        "    socket.create_connection(('127.0.0.11', 53), timeout=5)\n"
+        "except OSError as exc:\n"
+        "    print(type(exc).__name__, time.monotonic() - t)\n"
+    )
+    kind, took = sh("ip", "netns", "exec", ns, sys.executable, "-c", probe).split()
+    assert kind == "ConnectionRefusedError" and float(took) < 1, (kind, took)
+
+
 # --- the host ruleset, with traffic: bridges and sandboxes inside a private "host" netns ---
 
 SERVER = r"""
