@@ -149,7 +149,7 @@ class Batch:
         value, appended to `hits` (or `recalled`); a datagram shorter than a DNS header is not
         looked up. Returns how many datagrams came and the
         others, as (index, packet), for the caller to answer with `queue_reply`, `flush` and
-        `sender`. In C when the accelerator is built (`_fastpath.c`); `_answer_known` is its
+        `sender`. In C when the accelerator is built (`_fastpath.c`); the Python below is its
         specification."""
         if _fastpath is not None:
             self._run_start = self._run_end = 0
@@ -157,16 +157,6 @@ class Batch:
                 fd, self._recv_addr, self.size, self._out_addr, MAX_DATAGRAM, _SOCKADDR_SIZE,
                 remembered, recall, hits, recalled,
             )  # fmt: skip
-        return self._answer_known(fd, remembered, recall, hits, recalled)
-
-    def _answer_known(
-        self,
-        fd: int,
-        remembered: dict[bytes, bytes] | None,
-        recall: Callable[[bytes], bytes | None] | None,
-        hits: list[bytes],
-        recalled: list[bytes],
-    ) -> tuple[int, list[tuple[int, bytes]]]:
         packets = self.recv(fd)
         misses: list[tuple[int, bytes]] = []
         for index, packet in enumerate(packets):

@@ -1,5 +1,6 @@
-"""The C hot loop (`_fastpath.answer_known`) against its specification, `Batch._answer_known`:
-the same datagrams answered, the same bytes to the same clients, the same ones handed back."""
+"""The C hot loop (`_fastpath.answer_known`) against its specification, the Python of
+`Batch.answer_known`: the same datagrams answered, the same bytes to the same clients, the same
+ones handed back."""
 
 from __future__ import annotations
 
@@ -25,6 +26,17 @@ def _accelerated() -> None:
             "the C accelerator is not built (needs gcc and python3-dev, then "
             "`pip install -e .`) or DNSD_PURE_PYTHON is set"
         )
+
+
+@contextmanager
+def _loop(accelerated: bool) -> Iterator[None]:
+    """`Batch.answer_known` in C (as built) or in Python (its specification)."""
+    built = mmsg._fastpath
+    mmsg._fastpath = built if accelerated else None
+    try:
+        yield
+    finally:
+        mmsg._fastpath = built
 
 
 @contextmanager
@@ -64,8 +76,10 @@ def _run(
         for client, data in datagrams:
             senders[client].sendto(data, server.getsockname())
         batch, hits, recalled = Batch(size=8), [], []
-        known = batch.answer_known if accelerated else batch._answer_known
-        received, misses = known(server.fileno(), remembered, recall, hits, recalled)
+        with _loop(accelerated):
+            received, misses = batch.answer_known(
+                server.fileno(), remembered, recall, hits, recalled
+            )
         return received, misses, hits, recalled, [_drain(sock) for sock in senders]
 
 
@@ -146,9 +160,9 @@ def test_a_closed_socket_raises_oserror_in_both() -> None:
     fd = sock.fileno()
     sock.close()
     batch = Batch(size=4)
-    for known in (batch.answer_known, batch._answer_known):
-        with pytest.raises(OSError):
-            known(fd, {}, None, [], [])
+    for accelerated in (True, False):
+        with _loop(accelerated), pytest.raises(OSError):
+            batch.answer_known(fd, {}, None, [], [])
 
 
 def test_an_exception_in_recall_propagates() -> None:
