@@ -1,0 +1,51 @@
+"""Random registry changes: what the followers of the registry are checked against."""
+
+from __future__ import annotations
+
+import random
+
+from netcore.model import Network
+from netcore.registry import Registry, delete, put
+from netcore.store.base import Delete, Put
+from tests.support.snapshots import endpoint, network, sandbox
+
+NETS = [network(f"n{i}" + "0" * 62, f"net{i}", f"br{i}", f"10.{i}.0.0/24") for i in range(3)]
+
+
+def random_batch(
+    rng: random.Random, registry: Registry, serial: list[int], nets: list[Network] = NETS
+) -> list[Put | Delete]:
+    """A few puts and deletes of sandboxes and endpoints (new, replaced, removed, and one put
+    and deleted in the same batch); `serial` numbers the new objects."""
+    ops = []
+    joined: set[str] = set()  # sandboxes given an endpoint in this batch: one each
+    for _ in range(rng.randint(1, 4)):
+        serial[0] += 1
+        n = serial[0]
+        roll = rng.random()
+        boxes = list(registry.sandboxes.values())
+        eps = list(registry.endpoints.values())
+        if roll < 0.3 or not boxes:
+            ops.append(put(sandbox(f"{n:064x}", f"box{rng.randint(0, 999):03d}-{n}")))
+        elif roll < 0.5:
+            sb = rng.choice(boxes)
+            net = rng.choice(nets)
+            ifname = f"eth{rng.randint(0, 9)}"
+            mine = [e for e in eps if e.sandbox_id == sb.id]  # one per network, as the engine
+            if sb.id not in joined and not any(
+                e.ifname == ifname or e.network_id == net.id for e in mine
+            ):
+                joined.add(sb.id)
+                ops.append(put(endpoint(f"e{n:063x}", net, sb.id, n % 250 + 2, ifname=ifname)))
+        elif roll < 0.65 and eps:
+            ops.append(delete(rng.choice(eps)))
+        elif roll < 0.8:
+            ops.append(put(rng.choice(boxes)))  # the same values: a new object all the same
+        elif roll < 0.9:
+            victim = rng.choice(boxes)
+            ops += [delete(e) for e in eps if e.sandbox_id == victim.id]
+            ops.append(delete(victim))
+        else:  # put then delete before anyone saw it: in neither snapshot
+            ghost = sandbox(f"{n:064x}", f"ghost{n}")
+            ops += [put(ghost), delete(ghost)]
+    return ops
