@@ -13,10 +13,15 @@ NETS = [network(f"n{i}" + "0" * 62, f"net{i}", f"br{i}", f"10.{i}.0.0/24") for i
 
 
 def random_batch(
-    rng: random.Random, registry: Registry, serial: list[int], nets: list[Network] = NETS
+    rng: random.Random,
+    registry: Registry,
+    serial: list[int],
+    nets: list[Network] = NETS,
+    files_dir: str = "",
 ) -> list[Put | Delete]:
     """A few puts and deletes of sandboxes and endpoints (new, replaced, removed, and one put
-    and deleted in the same batch); `serial` numbers the new objects."""
+    and deleted in the same batch); `serial` numbers the new objects. With `files_dir`, new
+    sandboxes have their resolv.conf and hosts there."""
     ops = []
     joined: set[str] = set()  # sandboxes given an endpoint in this batch: one each
     for _ in range(rng.randint(1, 4)):
@@ -26,7 +31,15 @@ def random_batch(
         boxes = list(registry.sandboxes.values())
         eps = list(registry.endpoints.values())
         if roll < 0.3 or not boxes:
-            ops.append(put(sandbox(f"{n:064x}", f"box{rng.randint(0, 999):03d}-{n}")))
+            files = (
+                {
+                    "resolv_conf_path": f"{files_dir}/{n}/resolv.conf",
+                    "hosts_path": f"{files_dir}/{n}/hosts",
+                }
+                if files_dir
+                else {}
+            )
+            ops.append(put(sandbox(f"{n:064x}", f"box{rng.randint(0, 999):03d}-{n}", **files)))
         elif roll < 0.5:
             sb = rng.choice(boxes)
             net = rng.choice(nets)
