@@ -11,10 +11,11 @@ import logging
 import os
 from collections.abc import Mapping
 
-from netcore.model import Endpoint, Sandbox, Snapshot
+from netcore.model import Sandbox, Snapshot
 
 from ..config import DaemonConfig
 from ..core.delta import SnapshotDelta, snapshot_delta
+from ..core.live_index import LiveIndex
 from ..core.view import root_sandbox
 from .host import HostResolv
 from .hosts import render_hosts
@@ -34,9 +35,9 @@ class SandboxFilesWriter:
         self._written: dict[str, tuple[object, ...]] = {}  # sandbox id -> what it was written from
         self._failed: set[str] = set()  # sandboxes whose last write failed: tried again
         self._last: tuple[Snapshot, HostResolv] | None = None  # what the last write saw
-        # The last snapshot's endpoints by sandbox, and whether it had shared namespaces or
-        # legacy links (then a sandbox's files depend on others' and every one is looked at).
-        self._endpoints: dict[str, dict[str, Endpoint]] = {}
+        # The last snapshot indexed, and whether it had shared namespaces or legacy links
+        # (then a sandbox's files depend on others' and every one is looked at).
+        self._live = LiveIndex(Snapshot())
         self._tangled = True
 
     def reload_host(self) -> bool:
@@ -74,7 +75,7 @@ class SandboxFilesWriter:
         moved = (*delta.sandboxes.came, *delta.sandboxes.went)
         moved_eps = (*delta.endpoints.came, *delta.endpoints.went)
         if (
-            not delta.same_networks  # the default network (legacy links) may have changed
+            not (delta.same_networks and delta.same_records)  # legacy links: the default network
             or any(sb.mode == "container" for sb in moved)
             or any(ep.links for ep in moved_eps)
         ):
@@ -82,9 +83,7 @@ class SandboxFilesWriter:
         return delta
 
     def _write_all(self, snapshot: Snapshot, sandboxes: Mapping[str, Sandbox]) -> None:
-        self._endpoints = {}
-        for ep in snapshot.endpoints:
-            self._endpoints.setdefault(ep.sandbox_id, {})[ep.id] = ep
+        self._live = LiveIndex(snapshot)
         self._tangled = any(sb.mode == "container" for sb in snapshot.sandboxes) or any(
             ep.links for ep in snapshot.endpoints
         )
@@ -98,19 +97,7 @@ class SandboxFilesWriter:
         self._failed = {sid for sid in self._failed if sid in sandboxes}
 
     def _write_touched(self, delta: SnapshotDelta, sandboxes: Mapping[str, Sandbox]) -> None:
-        touched = set(self._failed)
-        for ep in delta.endpoints.went:
-            held = self._endpoints.get(ep.sandbox_id)
-            if held is not None and held.get(ep.id) is ep:
-                del held[ep.id]
-                if not held:
-                    del self._endpoints[ep.sandbox_id]
-            touched.add(ep.sandbox_id)
-        for ep in delta.endpoints.came:
-            self._endpoints.setdefault(ep.sandbox_id, {})[ep.id] = ep
-            touched.add(ep.sandbox_id)
-        touched.update(sb.id for sb in (*delta.sandboxes.came, *delta.sandboxes.went))
-        for sid in touched:
+        for sid in self._live.apply(delta)[1] | self._failed:
             sandbox = sandboxes.get(sid)
             if sandbox is None:
                 self._written.pop(sid, None)
@@ -121,8 +108,7 @@ class SandboxFilesWriter:
     def _addresses(self, sandbox_id: str) -> tuple[str, ...]:
         """The addresses of a sandbox's endpoints, by interface name."""
         own: list[str] = []
-        held = self._endpoints.get(sandbox_id, {})
-        for ep in sorted(held.values(), key=lambda e: e.ifname):
+        for ep in self._live.endpoints_of(sandbox_id):
             own.append(str(ep.ipv4))
             if ep.ipv6 is not None:
                 own.append(str(ep.ipv6))

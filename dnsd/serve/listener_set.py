@@ -75,13 +75,16 @@ class ListenerSet:
         """Replies remembered by every listener's reply cache (thread: the loop's)."""
         return sum(listener.udp.cached_replies for listener in list(self._running.values()))
 
-    def reconcile(self, desired: Mapping[str, Sandbox]) -> None:
+    def reconcile(self, desired: Mapping[str, Sandbox], only: Iterable[str] | None = None) -> None:
         """Stop the listeners not in `desired`, start (or adopt prepared) the missing ones.
+        With `only`, `desired` speaks for those sandboxes alone (a change that touched
+        them): the others' listeners are left as they are.
 
         A listener that cannot be opened (its namespace vanished) is logged and left out;
         the others still start."""
         with self._lock:
-            for sid in [s for s in self._running if s not in desired]:
+            candidates = self._running if only is None else [s for s in only if s in self._running]
+            for sid in [s for s in candidates if s not in desired]:
                 listener = self._running.pop(sid)
                 # Not waited for: the disconnect is done once the registry says so; the
                 # redirect table of a namespace without listener only points at a closed port.
