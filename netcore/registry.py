@@ -104,6 +104,10 @@ class Registry:
         self._snapshot: Snapshot | None = None
         self._listeners: list[Listener] = []
         self._ordered: dict[str, SortedBucket[Any]] = {}
+        # Lookups the engine makes on every change, without a walk over every object.
+        self._by_sandbox: dict[str, dict[str, Endpoint]] = {}
+        self._by_network: dict[str, dict[str, Endpoint]] = {}
+        self._sandbox_names: dict[str, Sandbox] = {}
         self._load()
         self._ordered = {
             kind: SortedBucket(key, getattr(self, _DECODERS[kind][0]).values())
@@ -206,6 +210,13 @@ class Registry:
         else:
             new = None
             bucket.pop(op.id, None)
+        if op.kind == "endpoint":
+            self._index_endpoint(old, new)
+        elif op.kind == "sandbox":
+            if old is not None and self._sandbox_names.get(old.name) is old:
+                del self._sandbox_names[old.name]
+            if new is not None:
+                self._sandbox_names[new.name] = new
         ordered = self._ordered.get(op.kind)
         if ordered is not None:  # not while loading: the buckets are made after
             ordered.replace(old, new)
@@ -213,6 +224,17 @@ class Registry:
                 self._changes[op.kind].replace(old, new)
         elif op.kind == "remote_endpoint":
             self._lineage_ok = False
+
+    def _index_endpoint(self, old: Endpoint | None, new: Endpoint | None) -> None:
+        for index, key in ((self._by_sandbox, "sandbox_id"), (self._by_network, "network_id")):
+            if old is not None:
+                held = index.get(getattr(old, key), {})
+                if held.get(old.id) is old:
+                    del held[old.id]
+                    if not held:
+                        del index[getattr(old, key)]
+            if new is not None:
+                index.setdefault(getattr(new, key), {})[new.id] = new
 
     def subscribe(self, listener: Listener) -> None:
         """Call `listener(snapshot)` after every commit (from the committing thread)."""
@@ -287,20 +309,21 @@ class Registry:
         return find_ref(self.networks.values(), ref, NetworkNotFound, f"network {ref} not found")
 
     def find_sandbox(self, ref: str) -> Sandbox:
+        """A local sandbox by full id, name, or unique id prefix (thread: any)."""
+        found = self.sandboxes.get(ref) or self._sandbox_names.get(ref)
+        if found is not None:
+            return found
         return find_ref(self.sandboxes.values(), ref, SandboxNotFound, f"No such sandbox: {ref}")
 
     def endpoints_of(self, sandbox_id: str) -> list[Endpoint]:
-        return sorted(
-            (e for e in self.endpoints.values() if e.sandbox_id == sandbox_id),
-            key=lambda e: e.ifname,
-        )
+        return sorted(self._by_sandbox.get(sandbox_id, {}).values(), key=lambda e: e.ifname)
 
     def endpoints_on(self, network_id: str) -> list[Endpoint]:
-        return [e for e in self.endpoints.values() if e.network_id == network_id]
+        return list(self._by_network.get(network_id, {}).values())
 
     def endpoint(self, network_id: str, sandbox_id: str) -> Endpoint | None:
-        for e in self.endpoints.values():
-            if e.network_id == network_id and e.sandbox_id == sandbox_id:
+        for e in self._by_sandbox.get(sandbox_id, {}).values():
+            if e.network_id == network_id:
                 return e
         return None
 

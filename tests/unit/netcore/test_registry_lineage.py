@@ -1,5 +1,6 @@
-"""The registry's snapshots kept in order change by change, and the lineage each notified one
-carries: it must say exactly what comparing the two snapshots by identity says."""
+"""The registry's snapshots kept in order change by change, the lineage each notified one
+carries (it must say exactly what comparing the two snapshots by identity says), and its
+lookups by index (what a walk over every object finds)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,20 @@ def _sorted_snapshot(registry: Registry) -> Snapshot:
     )
 
 
+def _check_lookups(registry: Registry) -> None:
+    eps = list(registry.endpoints.values())
+    for sb in registry.sandboxes.values():
+        assert registry.find_sandbox(sb.name) is sb and registry.find_sandbox(sb.id) is sb
+        mine = sorted((e for e in eps if e.sandbox_id == sb.id), key=lambda e: e.ifname)
+        assert registry.endpoints_of(sb.id) == mine
+        for net in NETS:
+            on = [e for e in mine if e.network_id == net.id]
+            assert registry.endpoint(net.id, sb.id) is (on[0] if on else None)
+    for net in NETS:
+        on = [e for e in eps if e.network_id == net.id]
+        assert sorted(registry.endpoints_on(net.id), key=id) == sorted(on, key=id)
+
+
 def test_lineage_says_what_comparing_snapshots_says():
     rng = random.Random(13)
     registry = Registry(MemoryStore())
@@ -36,6 +51,7 @@ def test_lineage_says_what_comparing_snapshots_says():
         registry.commit(random_batch(rng, registry, serial, NETS), notify=rng.random() < 0.7)
         # A reader between commits (an API call) builds a snapshot nobody was notified of.
         assert registry.snapshot() == _sorted_snapshot(registry)
+        _check_lookups(registry)
         if len(seen) < 2:
             continue
         old, new = seen[-2], seen[-1]
