@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
 
-from netcore.model import Network
+from netcore.model import Network, Snapshot
 from netcore.registry import Registry, delete, put
 from netcore.store.base import Delete, Put
+from netcore.store.memory import MemoryStore
 from tests.support.snapshots import endpoint, network, sandbox
 
 NETS = [network(f"n{i}" + "0" * 62, f"net{i}", f"br{i}", f"10.{i}.0.0/24") for i in range(3)]
@@ -62,3 +64,18 @@ def random_batch(
             ghost = sandbox(f"{n:064x}", f"ghost{n}")
             ops += [put(ghost), delete(ghost)]
     return ops
+
+
+def random_history(seed: int, steps: int) -> Iterator[tuple[Registry, list[Snapshot]]]:
+    """A registry on `NETS` changed `steps` times at random (about a third of the commits
+    notify no one, as the engine's intents do): after each commit, the registry and the
+    snapshots its subscribers were given so far."""
+    rng = random.Random(seed)
+    registry = Registry(MemoryStore())
+    registry.commit([put(n) for n in NETS])
+    seen: list[Snapshot] = []
+    registry.subscribe(seen.append)
+    serial = [0]
+    for _ in range(steps):
+        registry.commit(random_batch(rng, registry, serial), notify=rng.random() < 0.7)
+        yield registry, seen

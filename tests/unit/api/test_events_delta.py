@@ -3,13 +3,9 @@ events a comparison of the whole snapshots gives."""
 
 from __future__ import annotations
 
-import random
-
 from dnsd.events.messages import sandbox_event, snapshot_events
 from netcore.model import Snapshot
-from netcore.registry import Registry, put
-from netcore.store.memory import MemoryStore
-from tests.support.changes import NETS, random_batch
+from tests.support.changes import random_history
 
 
 def _whole_comparison(old: Snapshot, new: Snapshot, ns: int) -> list[dict]:
@@ -49,14 +45,7 @@ def _comparable(events: list) -> list:
 
 
 def test_events_from_lineage_match_a_whole_comparison():
-    rng = random.Random(5)
-    registry = Registry(MemoryStore())
-    registry.commit([put(n) for n in NETS])
-    seen: list[Snapshot] = []
-    registry.subscribe(seen.append)
-    serial = [0]
-    for _ in range(300):
-        registry.commit(random_batch(rng, registry, serial), notify=rng.random() < 0.7)
+    for _, seen in random_history(5, 300):
         if len(seen) < 2:
             continue
         old, new = seen[-2], seen[-1]

@@ -4,13 +4,11 @@ lookups by index (what a walk over every object finds)."""
 
 from __future__ import annotations
 
-import random
-
 from dnsd.core.delta import moves
 from netcore.model import Snapshot
 from netcore.registry import Registry, put
 from netcore.store.memory import MemoryStore
-from tests.support.changes import NETS, random_batch
+from tests.support.changes import NETS, random_history
 from tests.support.snapshots import endpoint, sandbox
 
 
@@ -40,15 +38,8 @@ def _check_lookups(registry: Registry) -> None:
 
 
 def test_lineage_says_what_comparing_snapshots_says():
-    rng = random.Random(13)
-    registry = Registry(MemoryStore())
-    registry.commit([put(n) for n in NETS])
-    seen: list[Snapshot] = []
-    registry.subscribe(seen.append)
-    serial = [0]
     checked = 0
-    for _ in range(400):
-        registry.commit(random_batch(rng, registry, serial, NETS), notify=rng.random() < 0.7)
+    for registry, seen in random_history(13, 400):
         # A reader between commits (an API call) builds a snapshot nobody was notified of.
         assert registry.snapshot() == _sorted_snapshot(registry)
         _check_lookups(registry)
