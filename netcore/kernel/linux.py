@@ -207,10 +207,13 @@ class LinuxKernel:
     def netns_worker(self, netns_path: str) -> netns.NamespaceWorker:
         return netns.NamespaceWorker(netns_path)
 
-    def apply_dns_redirect(self, worker: NetnsWorker, udp_port: int, tcp_port: int) -> None:
+    def apply_dns_redirect(
+        self, worker: NetnsWorker, udp_port: int, tcp_port: int, *, fresh: bool = False
+    ) -> None:
         # libnftables in a helper process (~1 ms), else the nft binary forked by a thread
         # inside the namespace, which starts there: no nsenter exec either way.
-        self._apply_in(worker.path, render_dns_redirect(udp_port, tcp_port), worker)
+        script = render_dns_redirect(udp_port, tcp_port, fresh=fresh)
+        self._apply_in(worker.path, script, worker)
 
     def prepare_dns_redirects(self) -> None:
         if library_available():  # each helper imports for ~0.15 s: meanwhile, not on demand
