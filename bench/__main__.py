@@ -45,6 +45,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--sandboxes", type=int, help="sandboxes on one daemon (default 1000)")
     p.add_argument("--samples", type=int, help="network creates / connects timed (default 200)")
     p.add_argument(
+        "--late-samples",
+        type=int,
+        help="connects timed with all the sandboxes in place (default 20)",
+    )
+    p.add_argument(
         "--dnsd-arg",
         action="append",
         default=[],
@@ -61,10 +66,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--results-dir", type=Path, default=RESULTS_DIR, help="where to write")
     p.add_argument("--render", type=Path, metavar="JSON", help="print the table of a past run")
     args = p.parse_args(argv)
-    for flag in ("rounds", "duration", "sandboxes", "samples"):
+    for flag in ("rounds", "duration", "sandboxes", "samples", "late_samples"):
         value = getattr(args, flag)
         if value is not None and value <= 0:
-            p.error(f"--{flag} must be positive")
+            p.error(f"--{flag.replace('_', '-')} must be positive")
     return args
 
 
@@ -80,7 +85,9 @@ def options(args: argparse.Namespace) -> tuple[dns.DnsOptions, scale.ScaleOption
     dns_opts = dataclasses.replace(
         dns_opts, **common, daemon_args=tuple(args.dnsd_arg), cases=args.cases
     )
-    extra = {k: getattr(args, k) for k in ("sandboxes", "samples") if getattr(args, k)}
+    extra = {
+        k: getattr(args, k) for k in ("sandboxes", "samples", "late_samples") if getattr(args, k)
+    }
     return dns_opts, dataclasses.replace(scale_opts, **common, **extra)
 
 

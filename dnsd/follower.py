@@ -19,13 +19,15 @@ from netcore.model import Sandbox, Snapshot
 
 from .config import DaemonConfig
 from .core.answer import Forward
+from .core.delta import snapshot_delta
 from .core.incremental import ViewBuilder
+from .core.live_index import LiveIndex
 from .core.view import ZoneView
 from .forward.cache import ForwardCache
 from .forward.forwarder import Forwarder
 from .forward.hits import HitTable
 from .forward.route import ForwardRoute, cache_opt_outs
-from .metrics.counters import StatsBook, primary_networks
+from .metrics.counters import StatsBook, primary_network, primary_networks
 from .sandbox_files.writer import SandboxFilesWriter
 from .serve.listener_set import ListenerSet, wanted_listeners
 
@@ -54,6 +56,7 @@ class Follower:
         self._views = ViewBuilder()  # re-packs only what each change touched
         self._view = self._views.build(Snapshot())
         self._snapshot = Snapshot()
+        self._live = LiveIndex(self._snapshot)  # the snapshot's sandboxes and endpoints
         self._sandboxes: dict[str, Sandbox] = {}
         self._health: Mapping[str, str] = {}  # sandbox id -> status (dnsd.health)
         self._lock = threading.Lock()
@@ -101,18 +104,50 @@ class Follower:
         with self._lock:
             if snapshot.revision < self._snapshot.revision and not force:
                 return  # an older snapshot overtaken by a newer one
+            touched = self._follow(snapshot)
             self._snapshot = snapshot
-            sandboxes = {s.id: s for s in snapshot.sandboxes}
+            sandboxes = dict(self._live.sandboxes)  # a copy: read on other threads
             self._sandboxes = sandboxes
             host = self.files.host
             self.route.update(sandboxes, host.upstreams, cache_opt_outs(snapshot))
             self._view = self._views.build(
                 snapshot, host_explicit_ndots=host.explicit_ndots, health=self._health
             )
-            if self.stats_book is not None:
-                self.stats_book.follow(primary_networks(snapshot))
-            self.listeners.reconcile(wanted_listeners(snapshot, sandboxes))
+            if touched is None:
+                if self.stats_book is not None:
+                    self.stats_book.follow(primary_networks(snapshot))
+                self.listeners.reconcile(wanted_listeners(snapshot, sandboxes))
+            else:
+                self._follow_touched(touched, sandboxes)
             self.files.write(snapshot, sandboxes)
+
+    def _follow(self, snapshot: Snapshot) -> set[str] | None:
+        """Bring the index up to `snapshot`: the sandboxes the change touched, or None when
+        it was more than sandboxes and endpoints (then everything is looked at)."""
+        delta = snapshot_delta(self._snapshot, snapshot)
+        if delta.same_networks and delta.same_records:
+            return self._live.apply(delta)[1]
+        self._live = LiveIndex(snapshot)
+        return None
+
+    def _follow_touched(self, touched: set[str], sandboxes: Mapping[str, Sandbox]) -> None:
+        """Listeners and query-stats labels of the sandboxes a change touched only."""
+        live = self._live
+        endpoints = {sid: live.endpoints_of(sid) for sid in touched}
+        if self.stats_book is not None:
+            names = {n.id: n.name for n in live.networks.values()}
+            self.stats_book.update(
+                {
+                    sid: primary_network(eps, names) if eps else None
+                    for sid, eps in endpoints.items()
+                }
+            )
+        desired = {
+            sid: sb
+            for sid in touched
+            if (sb := sandboxes.get(sid)) is not None and sb.mode == "bridge" and endpoints[sid]
+        }
+        self.listeners.reconcile(desired, only=touched)
 
     def update_health(self, statuses: Mapping[str, str]) -> None:
         """New health statuses: the names of the sandboxes whose status changed are re-packed

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
 from .healthcheck import Healthcheck, healthcheck_from_dict
+from .lineage import Lineage
 
 IPv4Network = ipaddress.IPv4Network
 IPv6Network = ipaddress.IPv6Network
@@ -155,7 +156,7 @@ class Record:
     created: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, weakref_slot=True)
 class Snapshot:
     """Everything the registry knows, at one revision: what DNS and nft read."""
 
@@ -164,6 +165,9 @@ class Snapshot:
     sandboxes: tuple[Sandbox, ...] = ()
     endpoints: tuple[Endpoint, ...] = field(default=())
     records: tuple[Record, ...] = ()
+    # The registry's note of what changed since the snapshot it notified before (not part
+    # of the value: equal snapshots may have different ones).
+    lineage: Lineage | None = field(default=None, compare=False, repr=False)
 
 
 # --- (de)serialisation for the store: plain JSON types only ---

@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import logging
 import threading
+import weakref
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from .errors import NetworkNotFound, NotFound, SandboxNotFound
 from .intents import Intent
 from .intents import decode as intent_from_dict
+from .lineage import ChangeLog, Lineage, SortedBucket
 from .model import (
     Endpoint,
     Network,
@@ -75,6 +77,14 @@ _DECODERS: dict[str, tuple[str, Callable[[dict[str, Any]], Any]]] = {
 }
 _REMOTE_KINDS = ("remote_endpoint", "remote_claim")
 
+# Snapshot order of each kind a snapshot holds (ties, never expected, go by id).
+_ORDER: dict[str, Callable[[Any], Any]] = {
+    "network": lambda n: n.name,
+    "sandbox": lambda s: s.name,
+    "endpoint": lambda e: (e.sandbox_id, e.ifname),
+    "record": lambda r: r.network_id,
+}
+
 
 class Registry:
     def __init__(self, store: Store) -> None:
@@ -93,7 +103,21 @@ class Registry:
         self._revision = 0
         self._snapshot: Snapshot | None = None
         self._listeners: list[Listener] = []
+        self._ordered: dict[str, SortedBucket[Any]] = {}
+        # Lookups the engine makes on every change, without a walk over every object.
+        self._by_sandbox: dict[str, dict[str, Endpoint]] = {}
+        self._by_network: dict[str, dict[str, Endpoint]] = {}
+        self._sandbox_names: dict[str, Sandbox] = {}
         self._load()
+        self._ordered = {
+            kind: SortedBucket(key, getattr(self, _DECODERS[kind][0]).values())
+            for kind, key in _ORDER.items()
+        }
+        # Since the last notified snapshot (see Lineage); not kept while other hosts'
+        # endpoints are in the snapshots.
+        self._changes = {"sandbox": ChangeLog(), "endpoint": ChangeLog()}
+        self._notified: weakref.ref[Snapshot] | None = None
+        self._lineage_ok = False
 
     def _load(self) -> None:
         for kind, objects in self._store.load().items():
@@ -114,9 +138,19 @@ class Registry:
                 self._apply(op)
             self._revision = revision
             self._snapshot = None
-            snapshot = self.snapshot()
-        if notify:
-            self._notify(snapshot)
+            if not notify:
+                return
+            snapshot = self._notified_snapshot()
+        self._notify(snapshot)
+
+    def _notified_snapshot(self) -> Snapshot:
+        """The snapshot subscribers are about to get: the base of the next one's lineage."""
+        snapshot = self.snapshot()
+        self._notified = weakref.ref(snapshot)
+        for log in self._changes.values():
+            log.clear()
+        self._lineage_ok = not self.remote_endpoints
+        return snapshot
 
     def _notify(self, snapshot: Snapshot) -> None:
         for listener in list(self._listeners):
@@ -159,7 +193,7 @@ class Registry:
                 return
             self._revision += 1
             self._snapshot = None
-            snapshot = self.snapshot()
+            snapshot = self._notified_snapshot()
         self._notify(snapshot)
 
     def _global(self, record: Record) -> bool:
@@ -170,10 +204,37 @@ class Registry:
     def _apply(self, op: Op) -> None:
         attribute, decode = _DECODERS[op.kind]
         bucket = getattr(self, attribute)
+        old = bucket.get(op.id)
         if isinstance(op, Put):
-            bucket[op.id] = decode(op.body)
+            new = bucket[op.id] = decode(op.body)
         else:
+            new = None
             bucket.pop(op.id, None)
+        if op.kind == "endpoint":
+            self._index_endpoint(old, new)
+        elif op.kind == "sandbox":
+            if old is not None and self._sandbox_names.get(old.name) is old:
+                del self._sandbox_names[old.name]
+            if new is not None:
+                self._sandbox_names[new.name] = new
+        ordered = self._ordered.get(op.kind)
+        if ordered is not None:  # not while loading: the buckets are made after
+            ordered.replace(old, new)
+            if op.kind in self._changes:
+                self._changes[op.kind].replace(old, new)
+        elif op.kind == "remote_endpoint":
+            self._lineage_ok = False
+
+    def _index_endpoint(self, old: Endpoint | None, new: Endpoint | None) -> None:
+        for index, key in ((self._by_sandbox, "sandbox_id"), (self._by_network, "network_id")):
+            if old is not None:
+                held = index.get(getattr(old, key), {})
+                if held.get(old.id) is old:
+                    del held[old.id]
+                    if not held:
+                        del index[getattr(old, key)]
+            if new is not None:
+                index.setdefault(getattr(new, key), {})[new.id] = new
 
     def subscribe(self, listener: Listener) -> None:
         """Call `listener(snapshot)` after every commit (from the committing thread)."""
@@ -194,26 +255,44 @@ class Registry:
     def snapshot(self) -> Snapshot:
         with self._lock:
             if self._snapshot is None:
-                self._snapshot = Snapshot(
-                    revision=self._revision,
-                    networks=tuple(sorted(self.networks.values(), key=lambda n: n.name)),
-                    sandboxes=tuple(
-                        sorted(
-                            {**self._remote_sandboxes(), **self.sandboxes}.values(),
-                            key=lambda s: s.name,
-                        )
-                    ),
-                    endpoints=tuple(
-                        sorted(
-                            [*self.endpoints.values(), *self._remote_endpoint_list()],
-                            key=lambda e: (e.sandbox_id, e.ifname),
-                        )
-                    ),
-                    records=tuple(
-                        sorted(self.records.values(), key=lambda r: (r.network_id, r.id))
-                    ),
-                )
+                self._snapshot = self._build_snapshot()
             return self._snapshot
+
+    def _build_snapshot(self) -> Snapshot:
+        """Each tuple kept in order change by change (no sort), with the lineage from the
+        last notified snapshot when it is known."""
+        if self.remote_endpoints:  # other hosts' sandboxes and endpoints mixed in
+            sandboxes = tuple(
+                sorted(
+                    {**self._remote_sandboxes(), **self.sandboxes}.values(), key=lambda s: s.name
+                )
+            )
+            endpoints = tuple(
+                sorted(
+                    [*self.endpoints.values(), *self._remote_endpoint_list()],
+                    key=lambda e: (e.sandbox_id, e.ifname),
+                )
+            )
+        else:
+            sandboxes = self._ordered["sandbox"].as_tuple()
+            endpoints = self._ordered["endpoint"].as_tuple()
+        lineage = None
+        if self._lineage_ok and self._notified is not None and not self.remote_endpoints:
+            lineage = Lineage(
+                self._notified,
+                self._changes["sandbox"].moves(),
+                self._changes["endpoint"].moves(),
+                sandboxes,
+                endpoints,
+            )
+        return Snapshot(
+            revision=self._revision,
+            networks=self._ordered["network"].as_tuple(),
+            sandboxes=sandboxes,
+            endpoints=endpoints,
+            records=self._ordered["record"].as_tuple(),
+            lineage=lineage,
+        )
 
     def _remote_sandboxes(self) -> dict[str, Sandbox]:
         return {sb.id: sb for _, sb in self.remote_endpoints.values()}
@@ -230,20 +309,21 @@ class Registry:
         return find_ref(self.networks.values(), ref, NetworkNotFound, f"network {ref} not found")
 
     def find_sandbox(self, ref: str) -> Sandbox:
+        """A local sandbox by full id, name, or unique id prefix (thread: any)."""
+        found = self.sandboxes.get(ref) or self._sandbox_names.get(ref)
+        if found is not None:
+            return found
         return find_ref(self.sandboxes.values(), ref, SandboxNotFound, f"No such sandbox: {ref}")
 
     def endpoints_of(self, sandbox_id: str) -> list[Endpoint]:
-        return sorted(
-            (e for e in self.endpoints.values() if e.sandbox_id == sandbox_id),
-            key=lambda e: e.ifname,
-        )
+        return sorted(self._by_sandbox.get(sandbox_id, {}).values(), key=lambda e: e.ifname)
 
     def endpoints_on(self, network_id: str) -> list[Endpoint]:
-        return [e for e in self.endpoints.values() if e.network_id == network_id]
+        return list(self._by_network.get(network_id, {}).values())
 
     def endpoint(self, network_id: str, sandbox_id: str) -> Endpoint | None:
-        for e in self.endpoints.values():
-            if e.network_id == network_id and e.sandbox_id == sandbox_id:
+        for e in self._by_sandbox.get(sandbox_id, {}).values():
+            if e.network_id == network_id:
                 return e
         return None
 

@@ -25,7 +25,6 @@ from .shapes import (
     BuiltinNetwork,
     all_networks,
     find_network,
-    find_sandbox,
     network_shape,
 )
 
@@ -232,7 +231,7 @@ async def connect(request: web.Request) -> web.Response:
     container = body.required_string("Container")
     req = connect_request(body.object("EndpointConfig"))
     network = _user_network(request, "connected")
-    sandbox = find_sandbox(engine_of(request).registry.snapshot(), container)
+    sandbox = engine_of(request).registry.find_sandbox(container)  # an index, not a walk
     await asyncio.to_thread(engine_of(request).connect, network.id, sandbox.id, req)
     return web.Response(status=200)
 
@@ -243,7 +242,7 @@ async def disconnect(request: web.Request) -> web.Response:
     container = body.required_string("Container")
     force = body.boolean("Force")
     network = _user_network(request, "disconnected")
-    sandbox = find_sandbox(engine_of(request).registry.snapshot(), container)
+    sandbox = engine_of(request).registry.find_sandbox(container)  # an index, not a walk
     engine = engine_of(request)
     await asyncio.to_thread(engine.disconnect, network.id, sandbox.id, force=force)
     return web.Response(status=200)

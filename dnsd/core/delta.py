@@ -5,26 +5,22 @@ frozen), so a change shows up as objects that are new in the snapshot (`came`) a
 left it (`went`); an edited object is both. Comparing identities is done in C (sets of `id`),
 so a connect among 10,000 sandboxes costs the followers microseconds here, not a walk over
 every object. Snapshots built independently (tests) simply look like many changes: `came` and
-`went` are a superset of what changed by value, never less.
+`went` are a superset of what changed by value, never less. A registry snapshot carries its
+`Lineage` (what came and went since the one notified before it): then not even the sets of
+ids are built.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import TypeVar
 
+from netcore.lineage import Moves
 from netcore.model import Endpoint, Sandbox, Snapshot
 
 T = TypeVar("T")
 
-
-@dataclass(frozen=True, slots=True)
-class Moves(Generic[T]):
-    came: tuple[T, ...]
-    went: tuple[T, ...]
-
-    def __bool__(self) -> bool:
-        return bool(self.came or self.went)
+__all__ = ["Moves", "SnapshotDelta", "moves", "snapshot_delta"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,9 +53,14 @@ def snapshot_delta(old: Snapshot, new: Snapshot) -> SnapshotDelta:
     last = _last
     if last is not None and last[0] is old and last[1] is new:
         return last[2]
-    delta = SnapshotDelta(
+    known = new.lineage.moves_from(old, new) if new.lineage is not None else None
+    sandboxes, endpoints = known or (
         moves(old.sandboxes, new.sandboxes),
         moves(old.endpoints, new.endpoints),
+    )
+    delta = SnapshotDelta(
+        sandboxes,
+        endpoints,
         _same(old.networks, new.networks),
         _same(old.records, new.records),
     )

@@ -70,6 +70,10 @@ class LiveIndex:
             if ep.sandbox_id in self.sandboxes
         ]
 
+    def endpoints_of(self, sandbox_id: str) -> list[Endpoint]:
+        """Every endpoint of a sandbox (its network known or not), by interface name."""
+        return sorted(self._by_sandbox.get(sandbox_id, {}).values(), key=lambda e: e.ifname)
+
     def members(self, network_id: str) -> set[str]:
         return {ep.sandbox_id for ep in self.endpoints_on(network_id)}
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import functools
 from bisect import bisect_left
 from collections import _count_elements  # type: ignore[attr-defined]  # Counter's C loop
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from .outcome import (
@@ -32,7 +32,7 @@ from .outcome import (
 )
 
 if TYPE_CHECKING:
-    from netcore.model import Snapshot
+    from netcore.model import Endpoint, Snapshot
 
     from .querylog import QueryLog
 
@@ -222,6 +222,21 @@ class StatsBook:
         for stats in list(self.live):
             stats.network = network_of.get(stats.sandbox_id, stats.network)
 
+    def update(self, network_of: Mapping[str, str | None]) -> None:
+        """Some sandboxes changed: their new labels (None: no network any more)."""
+        relabel = {}
+        for sid, name in network_of.items():
+            before = self.network_of.get(sid)
+            if name is None:
+                self.network_of.pop(sid, None)
+            else:
+                self.network_of[sid] = name
+                if before is not None and before != name:
+                    relabel[sid] = name
+        if relabel:  # a listener already counting under another network (rare: no loop else)
+            for stats in list(self.live):
+                stats.network = relabel.get(stats.sandbox_id, stats.network)
+
     def all(self) -> Iterable[QueryStats]:
         """Live (settled now) and retired stats (thread: the loop)."""
         live = list(self.live)
@@ -282,9 +297,12 @@ def primary_networks(snapshot: Snapshot) -> dict[str, str]:
     """Sandbox id -> the name of the network its queries are counted under: the one giving it
     its default route, else its first interface's."""
     names = {n.id: n.name for n in snapshot.networks}
-    best: dict[str, tuple[bool, str, str]] = {}
+    by_sandbox: dict[str, list[Endpoint]] = {}
     for ep in snapshot.endpoints:
-        rank = (not ep.is_gateway, ep.ifname, names.get(ep.network_id, ""))
-        if ep.sandbox_id not in best or rank < best[ep.sandbox_id]:
-            best[ep.sandbox_id] = rank
-    return {sid: rank[2] for sid, rank in best.items()}
+        by_sandbox.setdefault(ep.sandbox_id, []).append(ep)
+    return {sid: primary_network(eps, names) for sid, eps in by_sandbox.items()}
+
+
+def primary_network(endpoints: Iterable[Endpoint], names: Mapping[str, str]) -> str:
+    """`primary_networks` of one sandbox's (non-empty) endpoints; `names`: network id -> name."""
+    return min((not ep.is_gateway, ep.ifname, names.get(ep.network_id, "")) for ep in endpoints)[2]

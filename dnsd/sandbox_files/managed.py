@@ -6,6 +6,11 @@ left alone from then on.
 
 Files are replaced by rename, so a reader never sees half a file. A rename gives the path a new
 inode: bind-mount the *directory* into a container, not the file, or the mount keeps the old one.
+
+A sandbox's files are not fsynced (`durable=False`): a killed daemon loses nothing the page
+cache holds, and what a power cut or kernel crash could lose matters to no one, because no
+network namespace survives either: at the next start reconcile removes every sandbox whose
+namespace vanished, files and all. The fsyncs were a third of a connect's time (issue 13).
 """
 
 from __future__ import annotations
@@ -26,9 +31,10 @@ class SandboxFileError(StoreError):
     """A sandbox file (resolv.conf, hosts, or its hash) could not be written or read."""
 
 
-def write_atomic(path: str | Path, text: str, mode: int = 0o644) -> None:
-    """Replace `path` with `text` atomically (temp file in the same directory, fsync, rename),
-    creating the directory if needed."""
+def write_atomic(path: str | Path, text: str, mode: int = 0o644, *, durable: bool = True) -> None:
+    """Replace `path` with `text` atomically (temp file in the same directory, rename),
+    creating the directory if needed. `durable`: the file and the rename are fsynced first,
+    so they also survive a power cut."""
     target = Path(path)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -38,13 +44,15 @@ def write_atomic(path: str | Path, text: str, mode: int = 0o644) -> None:
                 handle.write(text)
                 handle.flush()
                 os.fchmod(handle.fileno(), mode)  # mkstemp makes 0600, whatever the umask
-                os.fsync(handle.fileno())
+                if durable:
+                    os.fsync(handle.fileno())
             os.replace(temp, target)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(temp)
             raise
-        _fsync_directory(target.parent)  # make the rename itself survive a crash
+        if durable:
+            _fsync_directory(target.parent)  # make the rename itself survive a crash
     except OSError as exc:
         raise SandboxFileError(
             f"cannot write {target}: {exc.strerror or exc}; check that the directory is "
@@ -80,7 +88,8 @@ def user_modified(path: str | Path, hash_dir: str | Path | None = None) -> bool:
 
 
 def write_managed(path: str | Path, text: str, hash_dir: str | Path | None = None) -> bool:
-    """Write `text` to `path` unless the user edited the file since our last write.
+    """Write `text` to `path` unless the user edited the file since our last write (not
+    fsynced: see the module's docstring).
 
     Returns True when the file now holds `text`, False when a user-edited file was kept.
     """
@@ -98,9 +107,9 @@ def write_managed(path: str | Path, text: str, hash_dir: str | Path | None = Non
     # Record old and new hash first, so a crash between the two renames never makes our own
     # file look user-edited (which would freeze it forever).
     previous = [] if old is None else [_digest(old)]
-    write_atomic(hash_path, "\n".join([*previous, new]) + "\n")
-    write_atomic(target, text)
-    write_atomic(hash_path, new + "\n")
+    write_atomic(hash_path, "\n".join([*previous, new]) + "\n", durable=False)
+    write_atomic(target, text, durable=False)
+    write_atomic(hash_path, new + "\n", durable=False)
     return True
 
 

@@ -75,13 +75,16 @@ class ListenerSet:
         """Replies remembered by every listener's reply cache (thread: the loop's)."""
         return sum(listener.udp.cached_replies for listener in list(self._running.values()))
 
-    def reconcile(self, desired: Mapping[str, Sandbox]) -> None:
+    def reconcile(self, desired: Mapping[str, Sandbox], only: Iterable[str] | None = None) -> None:
         """Stop the listeners not in `desired`, start (or adopt prepared) the missing ones.
+        With `only`, `desired` speaks for those sandboxes alone (a change that touched
+        them): the others' listeners are left as they are.
 
         A listener that cannot be opened (its namespace vanished) is logged and left out;
         the others still start."""
         with self._lock:
-            for sid in [s for s in self._running if s not in desired]:
+            candidates = self._running if only is None else [s for s in only if s in self._running]
+            for sid in [s for s in candidates if s not in desired]:
                 listener = self._running.pop(sid)
                 # Not waited for: the disconnect is done once the registry says so; the
                 # redirect table of a namespace without listener only points at a closed port.
@@ -113,13 +116,15 @@ class ListenerSet:
 
     def prepare(self, sandbox: Sandbox) -> None:
         """The engine starts a sandbox's first connect: open its listener in parallel with the
-        kernel work, so the name answers as soon as the connect is committed."""
+        kernel work, so the name answers as soon as the connect is committed. Its namespace
+        holds no redirect table of an older daemon (`clear_stale_redirects` removed those at
+        start-up), so the redirect is only added (`fresh`), with no deletion to wait for."""
         if sandbox.mode != "bridge":
             return
         with self._lock:
             if sandbox.id not in self._running and sandbox.id not in self._prepared:
                 self._prepared[sandbox.id] = self._preparer.submit(
-                    self._open_or_log, (sandbox.id, sandbox)
+                    self._open_or_log, (sandbox.id, sandbox), fresh=True
                 )
 
     def abandon(self, sandbox_id: str) -> None:
@@ -172,10 +177,12 @@ class ListenerSet:
             remove = listener.sandbox_id not in self._running
             listener.teardown(self.kernel, remove_redirect=remove)
 
-    def _open_or_log(self, item: tuple[str, Sandbox]) -> SandboxSockets | None:
+    def _open_or_log(
+        self, item: tuple[str, Sandbox], *, fresh: bool = False
+    ) -> SandboxSockets | None:
         sid, sandbox = item
         try:
-            return open_sockets(self.kernel, sandbox.netns_path, preferred_port(sid))
+            return open_sockets(self.kernel, sandbox.netns_path, preferred_port(sid), fresh=fresh)
         except Exception as exc:  # vanished namespace: reconcile will clean it up
             log.warning("dns listener for %s not started: %s", sandbox.name, exc)
             return None

@@ -58,12 +58,14 @@ def preferred_port(sandbox_id: str) -> int:
     return 20000 + int(sandbox_id[:8], 16) % 12000  # below the ephemeral range (32768-)
 
 
-def open_sockets(kernel: Kernel, netns_path: str, port: int = 0) -> SandboxSockets:
+def open_sockets(
+    kernel: Kernel, netns_path: str, port: int = 0, *, fresh: bool = False
+) -> SandboxSockets:
     """Bind UDP and TCP on 127.0.0.11 inside the namespace (on `port` if it is free, else on
-    a random one), and redirect 127.0.0.11:53 to them."""
+    a random one), and redirect 127.0.0.11:53 to them (`fresh`: see `render_dns_redirect`)."""
     sockets = bind_sockets(kernel, netns_path, port)
     try:
-        kernel.apply_dns_redirect(sockets.worker, *sockets.ports)
+        kernel.apply_dns_redirect(sockets.worker, *sockets.ports, fresh=fresh)
     except BaseException:
         sockets.close()
         raise

@@ -96,8 +96,11 @@ class Kernel(Protocol):
         """A worker thread inside the namespace (VanishedNamespace if it is gone)."""
         ...
 
-    def apply_dns_redirect(self, worker: NetnsWorker, udp_port: int, tcp_port: int) -> None:
-        """Redirect 127.0.0.11:53 of the worker's namespace to these ports (idempotent)."""
+    def apply_dns_redirect(
+        self, worker: NetnsWorker, udp_port: int, tcp_port: int, *, fresh: bool = False
+    ) -> None:
+        """Redirect 127.0.0.11:53 of the worker's namespace to these ports (idempotent);
+        `fresh`: no older daemon's table can be there (see `render_dns_redirect`)."""
         ...
 
     def prepare_dns_redirects(self) -> None:

@@ -106,11 +106,13 @@ class FakeKernel:
             raise VanishedNamespace(f"namespace {netns_path} is gone")
         return FakeWorker(netns_path)
 
-    def apply_dns_redirect(self, worker: NetnsWorker, udp_port: int, tcp_port: int) -> None:
+    def apply_dns_redirect(
+        self, worker: NetnsWorker, udp_port: int, tcp_port: int, *, fresh: bool = False
+    ) -> None:
         self.calls.append(f"apply_dns_redirect {worker.path}")
         if worker.path in self.fail_dns_redirect:
             raise self.fail_dns_redirect[worker.path]
-        self.nft[worker.path] = render_dns_redirect(udp_port, tcp_port)
+        self.nft[worker.path] = render_dns_redirect(udp_port, tcp_port, fresh=fresh)
 
     def prepare_dns_redirects(self) -> None:
         self.calls.append("prepare_dns_redirects")

@@ -29,6 +29,13 @@ def test_dual_stack_addresses_aaaa_and_ip6_ptr(daemon):
     assert ping6.returncode == 0, ping6.stdout + ping6.stderr
     hosts = h.sandbox_exec("v6a", "cat", "/etc/hosts").stdout
     assert "fd6e:a1b2:c3d4:1::2" in hosts
+    gateway6 = h.sandbox_exec("v6a", "ping", "-6", "-c1", "-W2", "fd6e:a1b2:c3d4:1::1", check=False)
+    assert gateway6.returncode == 0, gateway6.stdout + gateway6.stderr
+    # The bridge side of each veth has no IPv6 of its own (the bridge holds the gateway): no
+    # per-port routes for every later port change to walk (issue 13).
+    ports = h.exec("sh", "-c", "cat /proc/sys/net/ipv6/conf/veth*/disable_ipv6").stdout.split()
+    assert ports == ["1", "1"]
+    assert "veth" not in h.exec("ip", "-6", "route", "show", "table", "all").stdout
 
 
 def test_container_mode_shares_the_namespace_and_both_names_resolve(daemon):

@@ -184,12 +184,13 @@ def dns_probe(name: str, udp_port: int, tcp_port: int) -> dict[str, object]:
     return json.loads(sh("ip", "netns", "exec", name, *argv))
 
 
-def test_dns_redirect_answers_from_port_53_and_leaves_53_free(ns: str) -> None:
+@pytest.mark.parametrize("fresh", [False, True])
+def test_dns_redirect_answers_from_port_53_and_leaves_53_free(ns: str, fresh: bool) -> None:
     udp_port, tcp_port = 40053, 40054
     before = dns_probe(ns, udp_port, tcp_port)
     assert before["udp"] is None and before["tcp"] is None  # control: only the DNAT routes it
-    for _ in range(2):
-        CLI.apply(render_dns_redirect(udp_port, tcp_port), netns=path(ns))
+    for _ in range(2):  # idempotent: applied again, still 4 rules
+        CLI.apply(render_dns_redirect(udp_port, tcp_port, fresh=fresh), netns=path(ns))
     assert len(listed_rules(ns, "ip dnsd-dns stateless")) == 4  # UDP, TCP both ways, notrack
     after = dns_probe(ns, udp_port, tcp_port)
     # No conntrack: the stateless rules rewrite the replies' source port back to 53.

@@ -224,6 +224,10 @@ def test_smoke_options_and_overrides():
     assert (dns.rounds, dns.duration_s, scale.rounds, scale.sandboxes) == (2, 3, 2, 50)
     with pytest.raises(SystemExit):
         parse_args(["--rounds", "0"])
+    _, scale = options(parse_args(["--late-samples", "100"]))
+    assert (scale.late_samples, scale.samples) == (100, 200)
+    with pytest.raises(SystemExit):
+        parse_args(["--late-samples", "0"])
 
 
 def test_cases_pick_comparisons_and_bring_the_udp_run_half_load_needs():

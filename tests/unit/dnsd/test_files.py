@@ -135,11 +135,11 @@ def test_crash_before_the_final_hash_write_leaves_a_managed_file(
     real_write = dnsd.sandbox_files.managed.write_atomic
     calls = []
 
-    def crash_on_final_hash(path, text, mode=0o644):
+    def crash_on_final_hash(path, text, mode=0o644, *, durable=True):
         calls.append(Path(path))
         if len(calls) == 3:
             raise SandboxFileError("simulated crash")
-        real_write(path, text, mode)
+        real_write(path, text, mode, durable=durable)
 
     monkeypatch.setattr(dnsd.sandbox_files.managed, "write_atomic", crash_on_final_hash)
     with pytest.raises(SandboxFileError, match="simulated"):
@@ -157,3 +157,18 @@ def test_garbled_hash_file_protects_the_file(tmp_path: Path) -> None:
     hash_path(target).write_text("not a hash\n")
     assert user_modified(target)
     assert not write_managed(target, "ours\n")
+
+
+def test_sandbox_files_are_not_fsynced_other_atomic_writes_are(tmp_path: Path, monkeypatch) -> None:
+    # A sandbox's files die with its namespace (no namespace survives a power cut): their
+    # writes skip fsync; a file that outlives a reboot (the host's hosts file) keeps it.
+    synced = []
+    real = os.fsync
+    monkeypatch.setattr(
+        dnsd.sandbox_files.managed.os, "fsync", lambda fd: synced.append(fd) or real(fd)
+    )
+    assert write_managed(tmp_path / "sb" / "hosts", "10.0.0.2\tweb\n")
+    assert (tmp_path / "sb" / "hosts").read_text() == "10.0.0.2\tweb\n"
+    assert synced == []
+    write_atomic(tmp_path / "host-hosts", "10.0.0.2\tweb.app\n")
+    assert len(synced) == 2  # the file, then its directory

@@ -238,6 +238,23 @@ async def test_a_listener_prepared_during_a_connect_is_adopted_or_discarded(tmp_
 
 
 @pytest.mark.asyncio
+async def test_a_first_connect_adds_its_redirect_a_start_up_recreates_the_table(tmp_path):
+    """A namespace met at a sandbox's first connect holds no older daemon's table: its
+    redirect deletes nothing (a deletion makes the kernel wait for an RCU grace period,
+    ~10 ms of the connect). A listener started otherwise re-creates the table."""
+    web, cli = sandbox("web", "b", tmp_path), sandbox("cli", "c", tmp_path)
+    kernel = kernel_with(web, cli)
+    async with following(tmp_path, kernel) as (follower, _):
+        follower.prepare_listener(web)
+        await asyncio.to_thread(follower.on_snapshot, snapshot(1, web))
+        await asyncio.to_thread(follower.on_snapshot, snapshot(2, web, cli))
+        assert "delete" not in kernel.nft[web.netns_path]
+        assert "flush chain ip dnsd-dns stateless" in kernel.nft[web.netns_path]
+        assert "delete table ip dnsd-dns" in kernel.nft[cli.netns_path]
+        assert addresses(await ask(follower, cli, "web")) == ["10.1.0.2"]
+
+
+@pytest.mark.asyncio
 async def test_a_change_arriving_during_a_connect_does_not_cost_its_listener(tmp_path):
     """CI saw it on an overlay (2026-12-07): another host's endpoint arrived while this host's
     first connect of d0 ran; the listener prepared for d0 was taken for a failed connect's and

@@ -299,6 +299,11 @@ def test_redirect_maps_port_53_to_ours() -> None:
     assert "dnat" not in script and "nat hook" not in script  # no conntrack in the sandbox
     # Re-created in one transaction: an older daemon's DNAT chain goes with the table.
     assert script.index("delete table ip dnsd-dns") < script.index("add chain ip dnsd-dns")
+    # A namespace no older daemon set up: the same rules, added, nothing deleted.
+    fresh = render_dns_redirect(udp_port=5300, tcp_port=5301, fresh=True)
+    assert "delete" not in fresh and "flush chain ip dnsd-dns stateless" in fresh
+    rules = [line for line in script.splitlines() if line.startswith("add rule")]
+    assert rules == [line for line in fresh.splitlines() if line.startswith("add rule")]
 
 
 @pytest.mark.parametrize("bad", [0, 53, 65536, -1, True, "5300"])
