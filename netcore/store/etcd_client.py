@@ -127,7 +127,10 @@ class EtcdClient:
             except (OSError, http.client.HTTPException) as exc:
                 errors.append(f"{endpoint}: {exc or type(exc).__name__}")
                 tls_failed += isinstance(exc, ssl.SSLError)
-                if isinstance(exc, http.client.RemoteDisconnected) and self._ssl is None:
+                # A TLS etcd hangs up on plain HTTP: a close, or a reset when our request
+                # was still unread (timing decides which).
+                hung_up = (http.client.RemoteDisconnected, ConnectionResetError)
+                if isinstance(exc, hung_up) and self._ssl is None:
                     errors[-1] += " (etcd serves TLS? give --etcd-cacert)"
                 continue
             self._preferred = self.options.endpoints.index(endpoint)

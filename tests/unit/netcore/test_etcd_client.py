@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import socket
+import struct
 import threading
 import time
 
@@ -57,3 +58,30 @@ def test_a_member_that_never_answers_is_given_up_on_after_the_reply_timeout():
         client.range("/dnsd/x")
     assert time.monotonic() - started < 3.0
     member.done.set()
+
+
+class HangingUpMember:
+    """Reads one request and hangs up, as a TLS etcd does on plain HTTP: with a close, or
+    with a reset (SO_LINGER 0)."""
+
+    def __init__(self, reset: bool) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.endpoint = f"127.0.0.1:{self.listener.getsockname()[1]}"
+        self.reset = reset
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        with self.listener:
+            conn, _ = self.listener.accept()
+        with conn:
+            conn.recv(1 << 16)
+            if self.reset:
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+
+@pytest.mark.parametrize("reset", [False, True], ids=["closed", "reset"])
+def test_a_member_hanging_up_on_plain_http_suggests_tls(reset: bool):
+    member = HangingUpMember(reset)
+    client = EtcdClient(EtcdOptions((member.endpoint,), timeout_s=1.0, reply_timeout_s=2.0))
+    with pytest.raises(EtcdUnavailable, match=r"etcd serves TLS\? give --etcd-cacert"):
+        client.range("/dnsd/x")
