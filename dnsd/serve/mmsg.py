@@ -147,10 +147,9 @@ class Batch:
         """Receive a batch and answer, with one sendmmsg, each query whose bytes after its ID
         are a key of `remembered` (else for which `recall` gives bytes): its ID, then that
         value, appended to `hits` (or `recalled`); a datagram shorter than a DNS header is not
-        looked up. Returns how many datagrams came and the
-        others, as (index, packet), for the caller to answer with `queue_reply`, `flush` and
-        `sender`. In C when the accelerator is built (`_fastpath.c`); the Python below is its
-        specification."""
+        looked up. Returns how many datagrams came and the others, as (index, packet), for the
+        caller to answer with `queue_reply`, `flush` and `sender`. In C when the accelerator
+        is built (`_fastpath.c`); the Python below is its specification."""
         if _fastpath is not None:
             self._run_start = self._run_end = 0
             return _fastpath.answer_known(
